@@ -1,0 +1,82 @@
+//! The admin listener (127.0.0.1 by default): `/metrics` in Prometheus text format,
+//! `/healthz` (the process answers) and `/readyz` (listeners up and not shutting down).
+//!
+//! Metrics go through the `metrics` facade; `metrics-exporter-prometheus` renders them. Its own
+//! HTTP listener is not used, so one hyper server serves every admin path.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::forward::body::{full, ProxyBody};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once; later calls are no-ops.
+pub fn install_metrics() {
+    HANDLE.get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    });
+}
+
+/// The current metrics in Prometheus text format.
+pub fn render_metrics() -> String {
+    match HANDLE.get() {
+        Some(Some(h)) => h.render(),
+        _ => String::new(),
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+fn route(req: &Request<Incoming>, ready: &AtomicBool) -> Response<ProxyBody> {
+    match req.uri().path() {
+        "/metrics" => text(StatusCode::OK, render_metrics()),
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if ready.load(Ordering::Relaxed) => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Serves the admin paths until `stop` fires.
+pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(v) => v, Err(_) => continue },
+            _ = stop.changed() => return,
+        };
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let resp = route(&req, &ready);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,364 @@
+//! Proxy configuration: the `[server]`, `[tls]`, `[upstream]`, `[timeouts]`, `[headers]` and
+//! `[admin]` tables of `config.toml`.
+//!
+//! Two stages, as everywhere in portcullis: serde reads raw structs (unknown keys rejected),
+//! then [`Config::validate`] checks what serde cannot (addresses, URLs, files, ranges) and
+//! reports every problem at once with its TOML path. The embedded default is the repository's
+//! own `config.toml`, so `portcullis run` with no file behaves exactly like the documented file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The repository's `config.toml`, compiled in: the embedded default.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config.toml");
+
+/// Errors from loading a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin}: {} problem(s):\n{}", .problems.len(), .problems.join("\n"))]
+    Invalid {
+        origin: String,
+        problems: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub headers: HeaderNames,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Directory that relative paths in the file are resolved against (not a TOML key).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// TLS listener.
+    pub listen: SocketAddr,
+    /// Optional plaintext HTTP listener, for deployments behind a TLS-terminating balancer.
+    pub plain_listen: Option<SocketAddr>,
+    /// Tokio worker threads; 0 = one per CPU.
+    pub workers: usize,
+    /// Connections served at once; further accepts are closed at once and counted.
+    pub max_connections: usize,
+    /// Largest request head (request line + headers) accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// Peers allowed to prefix a PROXY protocol v1/v2 header. Empty = PROXY protocol off.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long a graceful shutdown waits for in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            plain_listen: None,
+            workers: 0,
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            trusted_proxies: Vec::new(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; absent = the bundled development certificate for localhost.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1); absent = the bundled development key.
+    pub key: Option<PathBuf>,
+    /// ALPN protocols offered, in preference order.
+    pub alpn: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            alpn: vec!["h2".into(), "http/1.1".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Base URL of the model API, `http://host:port` or `https://host:port`.
+    pub url: String,
+    /// Extra PEM CA bundle trusted for an HTTPS upstream (beside the system roots).
+    pub ca: Option<PathBuf>,
+    /// Idle upstream connections kept per host.
+    pub pool_max_idle: usize,
+    /// How long an idle upstream connection is kept.
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8081".into(),
+            ca: None,
+            pool_max_idle: 256,
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// From accept until the whole ClientHello (and any PROXY header) is in.
+    #[serde(with = "humantime_serde")]
+    pub client_hello: Duration,
+    /// From the ClientHello until the TLS handshake completes.
+    #[serde(with = "humantime_serde")]
+    pub handshake: Duration,
+    /// From the first byte of a request head until the whole head is in (HTTP/1.1).
+    #[serde(with = "humantime_serde")]
+    pub header_read: Duration,
+    /// A connection with no request in flight and no bytes moving for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle: Duration,
+    /// TCP connect to the upstream.
+    #[serde(with = "humantime_serde")]
+    pub upstream_connect: Duration,
+    /// From sending the request upstream until the response head arrives.
+    #[serde(with = "humantime_serde")]
+    pub upstream_response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            client_hello: Duration::from_secs(5),
+            handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            upstream_connect: Duration::from_secs(2),
+            upstream_response: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Names of the request headers that carry the fingerprints to the upstream. Client copies of
+/// these headers are always removed before forwarding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderNames {
+    pub ja3: String,
+    pub ja3_hash: String,
+    pub ja4: String,
+    pub ja4_r: String,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        Self {
+            ja3: "x-portcullis-ja3".into(),
+            ja3_hash: "x-portcullis-ja3-hash".into(),
+            ja4: "x-portcullis-ja4".into(),
+            ja4_r: "x-portcullis-ja4-r".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Admin listener (metrics, health); absent = no admin listener.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates TOML text; `origin` names it in messages.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        cfg.base_dir = base_dir.map(Path::to_path_buf);
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Reads a file; relative paths inside it resolve against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml(&text, &path.display().to_string(), Some(&base))
+    }
+
+    /// The embedded default (the repository's `config.toml`).
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::from_toml(DEFAULT_CONFIG_TOML, "<embedded config.toml>", None)
+    }
+
+    /// Resolves a path from the file against the file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        match &self.base_dir {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    /// Everything serde could not check, each with its TOML path.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let s = &self.server;
+        if s.max_connections == 0 {
+            out.push("server.max_connections: must be at least 1".into());
+        }
+        if s.max_header_bytes < 8192 {
+            out.push(
+                "server.max_header_bytes: must be at least 8192 (hyper's minimum buffer)".into(),
+            );
+        }
+        match self.tls.cert.is_some() == self.tls.key.is_some() {
+            true => {}
+            false => out.push(
+                "tls: set both `cert` and `key`, or neither (the bundled dev certificate)".into(),
+            ),
+        }
+        if self.tls.alpn.is_empty() {
+            out.push("tls.alpn: list at least one of \"h2\", \"http/1.1\"".into());
+        }
+        for (i, p) in self.tls.alpn.iter().enumerate() {
+            if p != "h2" && p != "http/1.1" {
+                out.push(format!(
+                    "tls.alpn[{i}]: {p:?} is not served; use \"h2\" or \"http/1.1\""
+                ));
+            }
+        }
+        match self.upstream.url.parse::<http::Uri>() {
+            Ok(u) => {
+                let scheme_ok = matches!(u.scheme_str(), Some("http") | Some("https"));
+                if !scheme_ok || u.host().is_none() {
+                    out.push(format!(
+                        "upstream.url: {:?} must be http://host[:port] or https://host[:port]",
+                        self.upstream.url
+                    ));
+                }
+                if u.path() != "/" && !u.path().is_empty() {
+                    out.push(
+                        "upstream.url: a path prefix is not supported; give scheme://host:port"
+                            .into(),
+                    );
+                }
+            }
+            Err(e) => out.push(format!("upstream.url: {e}")),
+        }
+        let t = &self.timeouts;
+        for (name, d) in [
+            ("client_hello", t.client_hello),
+            ("handshake", t.handshake),
+            ("header_read", t.header_read),
+            ("idle", t.idle),
+            ("upstream_connect", t.upstream_connect),
+            ("upstream_response", t.upstream_response),
+        ] {
+            if d.is_zero() {
+                out.push(format!(
+                    "timeouts.{name}: must be greater than zero (e.g. \"5s\")"
+                ));
+            }
+        }
+        let h = &self.headers;
+        for (name, v) in [
+            ("ja3", &h.ja3),
+            ("ja3_hash", &h.ja3_hash),
+            ("ja4", &h.ja4),
+            ("ja4_r", &h.ja4_r),
+        ] {
+            if http::HeaderName::from_bytes(v.as_bytes()).is_err() {
+                out.push(format!("headers.{name}: {v:?} is not a valid header name"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default().expect("repository config.toml must validate");
+        assert_eq!(c.headers.ja4, "x-portcullis-ja4");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let e =
+            Config::from_toml("[server]\nlisen = \"127.0.0.1:1\"\n", "t.toml", None).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("lisen"), "{msg}");
+        assert!(msg.contains("t.toml"), "{msg}");
+    }
+
+    #[test]
+    fn all_problems_reported_at_once() {
+        let text = "[server]\nmax_connections = 0\n[upstream]\nurl = \"ftp://x\"\n[timeouts]\nidle = \"0s\"\n";
+        let e = Config::from_toml(text, "t.toml", None).unwrap_err();
+        let msg = e.to_string();
+        for needle in [
+            "server.max_connections",
+            "upstream.url",
+            "timeouts.idle",
+            "3 problem(s)",
+        ] {
+            assert!(msg.contains(needle), "missing {needle} in {msg}");
+        }
+    }
+}

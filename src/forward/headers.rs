@@ -1,0 +1,105 @@
+//! Header rewriting between client and upstream.
+//!
+//! RFC 9110 §7.6.1: a proxy removes the `Connection` header, every header it names, and the
+//! hop-by-hop fields (`Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`,
+//! `Proxy-Authorization`, `Proxy-Authenticate`) before forwarding. portcullis also removes any
+//! client copy of its own fingerprint headers so an attacker cannot claim a fingerprint, and
+//! replaces `X-Forwarded-For` (at the edge, a client-supplied chain is not evidence).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Prefix reserved for headers portcullis itself adds for the upstream.
+pub const RESERVED_PREFIX: &str = "x-portcullis-";
+
+/// Removes hop-by-hop headers, including those named by `Connection`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP.iter() {
+        h.remove(n);
+    }
+    h.remove(header::PROXY_AUTHENTICATE);
+}
+
+/// Removes every header whose name is in `names` or starts with [`RESERVED_PREFIX`].
+pub fn strip_reserved(h: &mut HeaderMap, names: &[HeaderName]) {
+    let reserved: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with(RESERVED_PREFIX) || names.contains(k))
+        .cloned()
+        .collect();
+    for n in reserved {
+        h.remove(n);
+    }
+}
+
+/// Sets `X-Forwarded-For` to the client address and `X-Forwarded-Proto` to the scheme.
+pub fn set_forwarded(h: &mut HeaderMap, client_ip: std::net::IpAddr, https: bool) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    if let Ok(v) = HeaderValue::try_from(client_ip.to_string()) {
+        h.insert(xff, v);
+    }
+    h.insert(
+        xfp,
+        HeaderValue::from_static(if https { "https" } else { "http" }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn reserved_and_configured_names_go() {
+        let mut h = HeaderMap::new();
+        h.insert("x-portcullis-ja4", HeaderValue::from_static("forged"));
+        h.insert("x-fp", HeaderValue::from_static("forged"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        strip_reserved(&mut h, &[HeaderName::from_static("x-fp")]);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn forwarded_for_is_replaced_not_appended() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        set_forwarded(&mut h, "192.0.2.1".parse().expect("ip"), true);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+}

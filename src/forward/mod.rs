@@ -1,0 +1,193 @@
+//! Forwarding to the model API: a pooled hyper client (HTTP or HTTPS upstream), header
+//! rewriting, and bodies streamed both ways — a server-sent-events response reaches the client
+//! event by event because frames are passed on as they arrive, never collected.
+
+pub mod body;
+pub mod error;
+pub mod headers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HOST};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+use crate::config::Config;
+use crate::server::info::ConnInfo;
+use body::{boxed, ProxyBody};
+use error::ProxyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardSetupError {
+    #[error("upstream.url: {0}")]
+    Url(String),
+    #[error("upstream.ca {path}: {message}")]
+    Ca { path: String, message: String },
+}
+
+/// Header names, parsed once.
+#[derive(Debug, Clone)]
+struct Names {
+    ja3: HeaderName,
+    ja3_hash: HeaderName,
+    ja4: HeaderName,
+    ja4_r: HeaderName,
+    all: Vec<HeaderName>,
+}
+
+/// The upstream client and everything needed to rewrite a request for it.
+#[derive(Clone)]
+pub struct Forwarder {
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    scheme: Scheme,
+    authority: Authority,
+    names: Arc<Names>,
+    response_timeout: Duration,
+}
+
+fn header_name(s: &str) -> Result<HeaderName, ForwardSetupError> {
+    // Validated in config; kept fallible so a library caller gets an error, not a panic.
+    HeaderName::from_bytes(s.as_bytes())
+        .map_err(|e| ForwardSetupError::Url(format!("header name {s:?}: {e}")))
+}
+
+impl Forwarder {
+    pub fn new(cfg: &Config) -> Result<Self, ForwardSetupError> {
+        let uri: Uri = cfg
+            .upstream
+            .url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ForwardSetupError::Url(e.to_string()))?;
+        let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| ForwardSetupError::Url("no host".into()))?;
+
+        let mut roots = rustls::RootCertStore::empty();
+        if scheme == Scheme::HTTPS {
+            // System roots; a missing or partly unreadable store is not fatal when a CA is given.
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+        }
+        if let Some(ca) = &cfg.upstream.ca {
+            let path = cfg.resolve(ca);
+            let pem = std::fs::read(&path).map_err(|e| ForwardSetupError::Ca {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            for c in CertificateDer::pem_slice_iter(&pem) {
+                let c = c.map_err(|e| ForwardSetupError::Ca {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                roots.add(c).map_err(|e| ForwardSetupError::Ca {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ForwardSetupError::Url(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.timeouts.upstream_connect));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_max_idle_per_host(cfg.upstream.pool_max_idle)
+            .pool_idle_timeout(cfg.upstream.pool_idle_timeout)
+            .build(connector);
+
+        let h = &cfg.headers;
+        let names = Names {
+            ja3: header_name(&h.ja3)?,
+            ja3_hash: header_name(&h.ja3_hash)?,
+            ja4: header_name(&h.ja4)?,
+            ja4_r: header_name(&h.ja4_r)?,
+            all: Vec::new(),
+        };
+        let all = vec![
+            names.ja3.clone(),
+            names.ja3_hash.clone(),
+            names.ja4.clone(),
+            names.ja4_r.clone(),
+        ];
+        Ok(Self {
+            client,
+            scheme,
+            authority,
+            names: Arc::new(Names { all, ..names }),
+            response_timeout: cfg.timeouts.upstream_response,
+        })
+    }
+
+    /// Rewrites `req` for the upstream and sends it; the response body streams through.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        info: &ConnInfo,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| ProxyError::BadRequest)?;
+        *req.uri_mut() = uri;
+        // The upstream hop is HTTP/1.1 whatever the client spoke; the client sets Host.
+        *req.version_mut() = Version::HTTP_11;
+
+        let h = req.headers_mut();
+        headers::strip_hop_by_hop(h);
+        headers::strip_reserved(h, &self.names.all);
+        h.remove(HOST);
+        headers::set_forwarded(h, info.peer.ip(), info.tls.is_some());
+        if let Some(t) = &info.tls {
+            h.insert(self.names.ja3.clone(), t.ja3.clone());
+            h.insert(self.names.ja3_hash.clone(), t.ja3_hash.clone());
+            h.insert(self.names.ja4.clone(), t.ja4.clone());
+            h.insert(self.names.ja4_r.clone(), t.ja4_r.clone());
+        }
+
+        let resp = match tokio::time::timeout(self.response_timeout, self.client.request(req)).await
+        {
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+            Ok(Err(e)) => {
+                return Err(if e.is_connect() {
+                    ProxyError::UpstreamUnavailable
+                } else {
+                    ProxyError::UpstreamProtocol
+                })
+            }
+            Ok(Ok(r)) => r,
+        };
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, boxed(body)))
+    }
+}

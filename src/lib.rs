@@ -1,0 +1,13 @@
+//! portcullis: a TLS-terminating edge reverse proxy for a model API.
+//!
+//! The path of one connection (see `docs/ARCHITECTURE.md`): accept → optional PROXY header →
+//! ClientHello capture and fingerprint ([`fingerprint`]) → rustls → hyper → forward
+//! ([`forward`]). The pure modules take bytes and return values; the IO shell ([`server`]) is
+//! thin around them.
+
+pub mod admin;
+pub mod config;
+pub mod fingerprint;
+pub mod forward;
+pub mod mock;
+pub mod server;

@@ -1,0 +1,351 @@
+//! One client connection, from accept to close:
+//! PROXY header (trusted peers only) → ClientHello capture and fingerprint → rustls handshake
+//! on the replayed bytes → hyper (HTTP/1.1 or HTTP/2 by ALPN) → forward each request.
+//!
+//! Every stage is bounded in bytes and time; a failure ends this one connection, is counted by
+//! reason, and never reaches other connections (each runs in its own task).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, trace};
+
+use super::info::{ConnInfo, TlsInfo};
+use super::io::{Activity, ConnIo};
+use super::proxy_protocol::{self, ProxyHeader};
+use super::Shared;
+use crate::fingerprint::{parse_client_hello, ClientHello, HelloError, Parsed, MAX_HELLO_BYTES};
+use crate::forward::body::Guarded;
+
+/// Why a connection ended before HTTP was served; the metric label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EarlyClose {
+    Hello(HelloError),
+    HelloTimeout,
+    /// The client closed before sending a whole ClientHello.
+    HelloEof,
+    ProxyHeaderInvalid,
+    Io,
+    HandshakeTimeout,
+    Handshake,
+}
+
+impl EarlyClose {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Hello(e) => e.reason(),
+            Self::HelloTimeout => "hello_timeout",
+            Self::HelloEof => "hello_eof",
+            Self::ProxyHeaderInvalid => "proxy_header_invalid",
+            Self::Io => "io",
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::Handshake => "handshake",
+        }
+    }
+}
+
+fn count_early(reason: &EarlyClose) {
+    metrics::counter!("portcullis_tls_failures_total", "reason" => reason.reason()).increment(1);
+}
+
+/// Reads a PROXY header if the TCP peer is trusted; returns the client address and the bytes
+/// read past the header (the start of the ClientHello).
+async fn read_proxy_header(
+    stream: &mut TcpStream,
+    tcp_peer: SocketAddr,
+    buf: &mut Vec<u8>,
+) -> Result<SocketAddr, EarlyClose> {
+    loop {
+        match proxy_protocol::parse(buf) {
+            Ok(ProxyHeader::Complete { len, source }) => {
+                buf.drain(..len);
+                return Ok(source.unwrap_or(tcp_peer));
+            }
+            Ok(ProxyHeader::Incomplete) => {}
+            Err(_) => return Err(EarlyClose::ProxyHeaderInvalid),
+        }
+        buf.reserve(512);
+        match stream.read_buf(buf).await {
+            Ok(0) => return Err(EarlyClose::HelloEof),
+            Ok(_) => {}
+            Err(_) => return Err(EarlyClose::Io),
+        }
+    }
+}
+
+/// Reads until `buf` holds a whole ClientHello (any number of records and TCP reads).
+async fn read_client_hello(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<ClientHello, EarlyClose> {
+    loop {
+        if !buf.is_empty() {
+            match parse_client_hello(buf) {
+                Ok(Parsed::Complete { hello, .. }) => return Ok(hello),
+                Ok(Parsed::Incomplete) => {}
+                Err(e) => return Err(EarlyClose::Hello(e)),
+            }
+        }
+        if buf.len() >= MAX_HELLO_BYTES {
+            return Err(EarlyClose::Hello(HelloError::TooLarge));
+        }
+        buf.reserve(4096);
+        match stream.read_buf(buf).await {
+            Ok(0) => return Err(EarlyClose::HelloEof),
+            Ok(_) => {}
+            Err(_) => return Err(EarlyClose::Io),
+        }
+    }
+}
+
+/// Answers plaintext HTTP sent to the TLS port with a plain 400, as nginx does, so a
+/// misconfigured client learns why; bounded by a short write timeout.
+async fn answer_plain_http(stream: &mut TcpStream) {
+    const BODY: &str = r#"{"type":"error","error":{"type":"invalid_request_error","message":"This port speaks HTTPS; the request was sent as plain HTTP."}}"#;
+    let msg = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(msg.as_bytes())).await;
+}
+
+/// Counts requests in flight on one connection; the idle check closes only connections with none.
+#[derive(Debug)]
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one TLS connection to its end.
+pub async fn serve_tls(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    tcp_peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local = stream.local_addr().unwrap_or(tcp_peer);
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(2048);
+    let timeouts = &shared.cfg.timeouts;
+
+    let early = async {
+        let peer = if shared.is_trusted_proxy(tcp_peer) {
+            read_proxy_header(&mut stream, tcp_peer, &mut buf).await?
+        } else {
+            tcp_peer
+        };
+        let hello = read_client_hello(&mut stream, &mut buf).await?;
+        Ok::<_, EarlyClose>((peer, hello))
+    };
+    let (peer, hello) = match tokio::time::timeout(timeouts.client_hello, early).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            if e == EarlyClose::Hello(HelloError::PlainHttp) {
+                answer_plain_http(&mut stream).await;
+            }
+            debug!(peer = %tcp_peer, reason = e.reason(), "connection closed before TLS");
+            count_early(&e);
+            return;
+        }
+        Err(_) => {
+            debug!(peer = %tcp_peer, "ClientHello timeout");
+            count_early(&EarlyClose::HelloTimeout);
+            return;
+        }
+    };
+
+    let mut tls_info = TlsInfo::from_hello(&hello);
+    drop(hello);
+    let activity = Activity::default();
+    let io = ConnIo::new(buf, stream, activity.clone());
+    let tls = match tokio::time::timeout(timeouts.handshake, shared.acceptor.accept(io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "TLS handshake failed");
+            count_early(&EarlyClose::Handshake);
+            return;
+        }
+        Err(_) => {
+            count_early(&EarlyClose::HandshakeTimeout);
+            return;
+        }
+    };
+    {
+        let sess = tls.get_ref().1;
+        tls_info.alpn = sess
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        tls_info.version = match sess.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "unknown",
+        };
+    }
+    let h2 = tls_info.alpn.as_deref() == Some("h2");
+    trace!(%peer, ja4 = ?tls_info.ja4, h2, "handshake done");
+    let info = Arc::new(ConnInfo {
+        peer,
+        tcp_peer,
+        local,
+        tls: Some(tls_info),
+    });
+    let protocol = if h2 { Protocol::H2 } else { Protocol::H1 };
+    serve_http(
+        shared,
+        TokioIo::new(tls),
+        info,
+        activity,
+        protocol,
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves one plaintext connection (the optional listener behind a TLS-terminating balancer).
+pub async fn serve_plain(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    tcp_peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local = stream.local_addr().unwrap_or(tcp_peer);
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::new();
+    let peer = if shared.is_trusted_proxy(tcp_peer) {
+        match tokio::time::timeout(
+            shared.cfg.timeouts.client_hello,
+            read_proxy_header(&mut stream, tcp_peer, &mut buf),
+        )
+        .await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return count_early(&e),
+            Err(_) => return count_early(&EarlyClose::HelloTimeout),
+        }
+    } else {
+        tcp_peer
+    };
+    let activity = Activity::default();
+    let io = ConnIo::new(buf, stream, activity.clone());
+    let info = Arc::new(ConnInfo {
+        peer,
+        tcp_peer,
+        local,
+        tls: None,
+    });
+    serve_http(
+        shared,
+        TokioIo::new(io),
+        info,
+        activity,
+        Protocol::Auto,
+        shutdown,
+    )
+    .await;
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Protocol {
+    H1,
+    H2,
+    Auto,
+}
+
+async fn serve_http<I>(
+    shared: Arc<Shared>,
+    io: I,
+    info: Arc<ConnInfo>,
+    activity: Activity,
+    protocol: Protocol,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let svc = {
+        let shared = shared.clone();
+        let in_flight = in_flight.clone();
+        service_fn(move |req: hyper::Request<Incoming>| {
+            let shared = shared.clone();
+            let info = info.clone();
+            let guard = InFlight::enter(&in_flight);
+            async move { Ok::<_, Infallible>(shared.handle(req, &info, guard).await) }
+        })
+    };
+    let builder = match protocol {
+        Protocol::H1 => &shared.http_h1,
+        Protocol::H2 => &shared.http_h2,
+        Protocol::Auto => &shared.http_auto,
+    };
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let idle = shared.cfg.timeouts.idle;
+    let mut draining = false;
+    loop {
+        let wait = idle
+            .saturating_sub(activity.idle_for())
+            .max(Duration::from_millis(50));
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    trace!(error = %e, "connection ended with error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(wait), if !draining => {
+                if activity.idle_for() >= idle && in_flight.load(Ordering::Relaxed) == 0 {
+                    debug!("closing idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+            }
+            changed = shutdown.changed(), if !draining => {
+                // Sender gone or shutdown signalled: both mean stop taking new requests.
+                let _ = changed;
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+        }
+    }
+}
+
+impl Shared {
+    async fn handle(
+        &self,
+        req: hyper::Request<Incoming>,
+        info: &ConnInfo,
+        guard: InFlight,
+    ) -> hyper::Response<crate::forward::body::ProxyBody> {
+        metrics::counter!("portcullis_requests_total").increment(1);
+        let resp = match self.forwarder.forward(req, info).await {
+            Ok(r) => r,
+            Err(e) => {
+                metrics::counter!("portcullis_upstream_errors_total", "kind" => e.label())
+                    .increment(1);
+                debug!(peer = %info.peer, kind = e.label(), "forward failed");
+                e.response()
+            }
+        };
+        let (parts, body) = resp.into_parts();
+        hyper::Response::from_parts(parts, Guarded::wrap(body, guard))
+    }
+}

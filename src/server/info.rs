@@ -1,0 +1,64 @@
+//! Per-connection facts, computed once and shared (`Arc`) with every request on the connection.
+
+use std::net::SocketAddr;
+
+use http::HeaderValue;
+
+use crate::fingerprint::ClientHello;
+
+/// What portcullis knows about one client connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The client: the TCP peer, or the source named by a trusted PROXY header.
+    pub peer: SocketAddr,
+    /// The TCP peer as the kernel sees it (the balancer when PROXY protocol is used).
+    pub tcp_peer: SocketAddr,
+    /// The local address the connection arrived on.
+    pub local: SocketAddr,
+    /// TLS facts; `None` on the plaintext listener.
+    pub tls: Option<TlsInfo>,
+}
+
+/// Facts from the ClientHello and the finished handshake.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    pub sni: Option<String>,
+    /// ALPN protocols the client offered, lossy UTF-8.
+    pub alpn_offered: Vec<String>,
+    /// ALPN protocol agreed, if any.
+    pub alpn: Option<String>,
+    /// Negotiated protocol version, e.g. "TLSv1.3".
+    pub version: &'static str,
+    pub ja3: HeaderValue,
+    pub ja3_hash: HeaderValue,
+    pub ja4: HeaderValue,
+    pub ja4_r: HeaderValue,
+}
+
+impl TlsInfo {
+    /// Fingerprints a ClientHello. Header values are built once here, not per request.
+    pub fn from_hello(hello: &ClientHello) -> Self {
+        let ja3 = hello.ja3();
+        let ja4 = hello.ja4();
+        Self {
+            sni: hello.sni.clone(),
+            alpn_offered: hello
+                .alpn
+                .iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect(),
+            alpn: None,
+            version: "",
+            ja3: header_value(ja3.full),
+            ja3_hash: header_value(ja3.hash),
+            ja4: header_value(ja4.ja4),
+            ja4_r: header_value(ja4.ja4_r),
+        }
+    }
+}
+
+/// JA3/JA4 strings are ASCII digits, letters, `,`, `-` and `_`, always valid header values;
+/// an empty value stands in should that ever not hold.
+fn header_value(s: String) -> HeaderValue {
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

@@ -1,0 +1,149 @@
+//! The connection's byte stream as rustls and hyper see it.
+//!
+//! [`ConnIo`] replays the bytes already read while capturing the ClientHello (rustls must see
+//! the handshake from its first byte) and then reads the socket directly. It also stamps the
+//! time of the last byte moved, so the connection task can close idle keep-alive connections
+//! for HTTP/1.1 and HTTP/2 alike without a timer per read.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Milliseconds since the process epoch; cheap monotonic stamps for activity tracking.
+pub fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Last time bytes moved on a connection, shared between its IO and its task.
+#[derive(Debug, Clone)]
+pub struct Activity(Arc<AtomicU64>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self(Arc::new(AtomicU64::new(now_ms())))
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.0.store(now_ms(), Ordering::Relaxed);
+    }
+    /// How long since bytes last moved.
+    pub fn idle_for(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// A stream with a prefix of already-read bytes replayed first.
+#[derive(Debug)]
+pub struct ConnIo<T> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: T,
+    activity: Activity,
+}
+
+impl<T> ConnIo<T> {
+    pub fn new(prefix: Vec<u8>, inner: T, activity: Activity) -> Self {
+        Self {
+            prefix,
+            pos: 0,
+            inner,
+            activity,
+        }
+    }
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos < this.prefix.len() {
+            let rest = &this.prefix[this.pos..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.pos += n;
+            if this.pos == this.prefix.len() {
+                // Replayed in full: give the memory back.
+                this.prefix = Vec::new();
+                this.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.touch();
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        res
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        res
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn prefix_is_replayed_before_the_stream() {
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(b"world").await.expect("write");
+        drop(a);
+        let mut io = ConnIo::new(b"hello ".to_vec(), b, Activity::default());
+        let mut out = String::new();
+        io.read_to_string(&mut out).await.expect("read");
+        assert_eq!(out, "hello world");
+    }
+}

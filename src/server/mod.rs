@@ -1,0 +1,229 @@
+//! The IO shell: listeners, the accept loops, connection limits and graceful shutdown.
+//!
+//! [`Proxy::bind`] opens every listener first (so a test can bind `127.0.0.1:0` and learn the
+//! port), then [`Proxy::run`] serves until the shutdown future resolves, stops accepting, asks
+//! every connection to finish its requests, and waits at most `server.shutdown_grace`.
+
+pub mod conn;
+pub mod info;
+pub mod io;
+pub mod proxy_protocol;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use ipnet::IpNet;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::admin;
+use crate::config::Config;
+use crate::forward::{ForwardSetupError, Forwarder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
+    #[error(transparent)]
+    Forward(#[from] ForwardSetupError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every connection of one proxy.
+pub struct Shared {
+    pub cfg: Config,
+    acceptor: TlsAcceptor,
+    forwarder: Forwarder,
+    http_h1: auto::Builder<TokioExecutor>,
+    http_h2: auto::Builder<TokioExecutor>,
+    http_auto: auto::Builder<TokioExecutor>,
+    trusted: Vec<IpNet>,
+}
+
+impl Shared {
+    fn is_trusted_proxy(&self, peer: SocketAddr) -> bool {
+        let ip = peer.ip().to_canonical();
+        self.trusted.iter().any(|n| n.contains(&ip))
+    }
+}
+
+fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.timeouts.header_read)
+        .max_buf_size(cfg.server.max_header_bytes)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(cfg.server.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256);
+    b
+}
+
+/// A bound, not yet running proxy.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    tls_listener: TcpListener,
+    plain_listener: Option<TcpListener>,
+    admin_listener: Option<TcpListener>,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+impl Proxy {
+    /// Builds TLS, the upstream client and the listeners; fails before serving anything.
+    pub async fn bind(cfg: Config) -> Result<Self, ServerError> {
+        admin::install_metrics();
+        let acceptor = TlsAcceptor::from(tls::server_config(&cfg)?);
+        let forwarder = Forwarder::new(&cfg)?;
+        let tls_listener = bind("server.listen", cfg.server.listen).await?;
+        let plain_listener = match cfg.server.plain_listen {
+            Some(a) => Some(bind("server.plain_listen", a).await?),
+            None => None,
+        };
+        let admin_listener = match cfg.admin.listen {
+            Some(a) => Some(bind("admin.listen", a).await?),
+            None => None,
+        };
+        let shared = Shared {
+            acceptor,
+            forwarder,
+            http_h1: http_builder(&cfg).http1_only(),
+            http_h2: http_builder(&cfg).http2_only(),
+            http_auto: http_builder(&cfg),
+            trusted: cfg.server.trusted_proxies.clone(),
+            cfg,
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+            tls_listener,
+            plain_listener,
+            admin_listener,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.tls_listener
+            .local_addr()
+            .unwrap_or(self.shared.cfg.server.listen)
+    }
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` resolves, then drains gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let max = self.shared.cfg.server.max_connections;
+        let limit = Arc::new(Semaphore::new(max));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut tasks = tokio::task::JoinSet::new();
+        info!(listen = %self.local_addr(), upstream = %self.shared.cfg.upstream.url, "portcullis serving");
+        tasks.spawn(accept_loop(
+            self.shared.clone(),
+            self.tls_listener,
+            limit.clone(),
+            stop_rx.clone(),
+            Kind::Tls,
+        ));
+        if let Some(l) = self.plain_listener {
+            tasks.spawn(accept_loop(
+                self.shared.clone(),
+                l,
+                limit.clone(),
+                stop_rx.clone(),
+                Kind::Plain,
+            ));
+        }
+        if let Some(l) = self.admin_listener {
+            tasks.spawn(admin::serve(l, ready.clone(), stop_rx.clone()));
+        }
+        shutdown.await;
+        info!("shutting down: no new connections, draining requests");
+        ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        let _ = stop_tx.send(true);
+        let grace = self.shared.cfg.server.shutdown_grace;
+        let all = u32::try_from(max).unwrap_or(u32::MAX);
+        match tokio::time::timeout(grace, limit.acquire_many(all)).await {
+            Ok(_) => info!("all connections closed"),
+            Err(_) => warn!(grace = ?grace, "shutdown grace elapsed with connections still open"),
+        }
+        tasks.abort_all();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Tls,
+    Plain,
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    limit: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    kind: Kind,
+) {
+    let label = match kind {
+        Kind::Tls => "tls",
+        Kind::Plain => "plain",
+    };
+    loop {
+        let accepted: std::io::Result<(TcpStream, SocketAddr)> = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(v) => v,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            metrics::counter!("portcullis_connections_rejected_total", "reason" => "max_connections").increment(1);
+            debug!(%peer, "max_connections reached; closing");
+            drop(stream);
+            continue;
+        };
+        metrics::counter!("portcullis_connections_accepted_total", "listener" => label)
+            .increment(1);
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            metrics::gauge!("portcullis_connections_active").increment(1.0);
+            match kind {
+                Kind::Tls => conn::serve_tls(shared, stream, peer, stop).await,
+                Kind::Plain => conn::serve_plain(shared, stream, peer, stop).await,
+            }
+            metrics::gauge!("portcullis_connections_active").decrement(1.0);
+            drop(permit);
+        });
+    }
+}
