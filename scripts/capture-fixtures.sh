@@ -27,6 +27,7 @@ cap() {
     wait "$pid" || echo "!! $name: no hello captured (see $TMP/$name.log)"
 }
 
+# s_client sends no SNI for a host name without a dot (such as localhost): JA4 part a has 'i'.
 # Python's ssl module with its default context (OpenSSL underneath), with and without ALPN.
 PYCLIENT='import socket, ssl, sys
 ctx = ssl.create_default_context()
@@ -34,7 +35,9 @@ if len(sys.argv) > 2: ctx.set_alpn_protocols(["h2", "http/1.1"])
 try: ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
 except (ssl.SSLError, OSError): pass'
 
-cap curl-http1.1     'curl -sk --max-time 10 https://localhost:$PORT/'
+# curl built with nghttp2 offers h2,http/1.1 by default; --http1.1 offers only http/1.1.
+cap curl-default     'curl -sk --max-time 10 https://localhost:$PORT/'
+cap curl-http1.1     'curl -sk --max-time 10 --http1.1 https://localhost:$PORT/'
 cap curl-http2       'curl -sk --max-time 10 --http2 https://localhost:$PORT/'
 cap openssl          'openssl s_client -connect localhost:$PORT </dev/null'
 cap openssl-alpn     'openssl s_client -connect localhost:$PORT -alpn h2,http/1.1 </dev/null'

@@ -52,14 +52,10 @@ pub fn strip_reserved(h: &mut HeaderMap, names: &[HeaderName]) {
 }
 
 /// Sets `X-Forwarded-For` to the client address and `X-Forwarded-Proto` to the scheme.
-pub fn set_forwarded(h: &mut HeaderMap, client_ip: std::net::IpAddr, https: bool) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    if let Ok(v) = HeaderValue::try_from(client_ip.to_string()) {
-        h.insert(xff, v);
-    }
+pub fn set_forwarded(h: &mut HeaderMap, client_ip: HeaderValue, https: bool) {
+    h.insert(HeaderName::from_static("x-forwarded-for"), client_ip);
     h.insert(
-        xfp,
+        HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(if https { "https" } else { "http" }),
     );
 }
@@ -98,7 +94,7 @@ mod tests {
     fn forwarded_for_is_replaced_not_appended() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
-        set_forwarded(&mut h, "192.0.2.1".parse().expect("ip"), true);
+        set_forwarded(&mut h, HeaderValue::from_static("192.0.2.1"), true);
         assert_eq!(h["x-forwarded-for"], "192.0.2.1");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

@@ -166,7 +166,7 @@ impl Forwarder {
         headers::strip_hop_by_hop(h);
         headers::strip_reserved(h, &self.names.all);
         h.remove(HOST);
-        headers::set_forwarded(h, info.peer.ip(), info.tls.is_some());
+        headers::set_forwarded(h, info.peer_ip_header.clone(), info.tls.is_some());
         if let Some(t) = &info.tls {
             h.insert(self.names.ja3.clone(), t.ja3.clone());
             h.insert(self.names.ja3_hash.clone(), t.ja3_hash.clone());

@@ -202,12 +202,7 @@ pub async fn serve_tls(
     }
     let h2 = tls_info.alpn.as_deref() == Some("h2");
     trace!(%peer, ja4 = ?tls_info.ja4, h2, "handshake done");
-    let info = Arc::new(ConnInfo {
-        peer,
-        tcp_peer,
-        local,
-        tls: Some(tls_info),
-    });
+    let info = Arc::new(ConnInfo::new(peer, tcp_peer, local, Some(tls_info)));
     let protocol = if h2 { Protocol::H2 } else { Protocol::H1 };
     serve_http(
         shared,
@@ -246,12 +241,7 @@ pub async fn serve_plain(
     };
     let activity = Activity::default();
     let io = ConnIo::new(buf, stream, activity.clone());
-    let info = Arc::new(ConnInfo {
-        peer,
-        tcp_peer,
-        local,
-        tls: None,
-    });
+    let info = Arc::new(ConnInfo::new(peer, tcp_peer, local, None));
     serve_http(
         shared,
         TokioIo::new(io),
@@ -335,7 +325,7 @@ impl Shared {
         info: &ConnInfo,
         guard: InFlight,
     ) -> hyper::Response<crate::forward::body::ProxyBody> {
-        metrics::counter!("portcullis_requests_total").increment(1);
+        self.stats.requests.increment(1);
         let resp = match self.forwarder.forward(req, info).await {
             Ok(r) => r,
             Err(e) => {

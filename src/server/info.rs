@@ -15,8 +15,27 @@ pub struct ConnInfo {
     pub tcp_peer: SocketAddr,
     /// The local address the connection arrived on.
     pub local: SocketAddr,
+    /// `peer`'s IP as a header value, built once for `X-Forwarded-For`.
+    pub peer_ip_header: HeaderValue,
     /// TLS facts; `None` on the plaintext listener.
     pub tls: Option<TlsInfo>,
+}
+
+impl ConnInfo {
+    pub fn new(
+        peer: SocketAddr,
+        tcp_peer: SocketAddr,
+        local: SocketAddr,
+        tls: Option<TlsInfo>,
+    ) -> Self {
+        Self {
+            peer,
+            tcp_peer,
+            local,
+            peer_ip_header: header_value(peer.ip().to_canonical().to_string()),
+            tls,
+        }
+    }
 }
 
 /// Facts from the ClientHello and the finished handshake.

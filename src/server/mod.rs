@@ -49,6 +49,21 @@ pub struct Shared {
     http_h2: auto::Builder<TokioExecutor>,
     http_auto: auto::Builder<TokioExecutor>,
     trusted: Vec<IpNet>,
+    stats: Stats,
+}
+
+/// Metric handles used per request, registered once (a macro call per request would hash the
+/// metric key every time).
+struct Stats {
+    requests: metrics::Counter,
+}
+
+impl Stats {
+    fn register() -> Self {
+        Self {
+            requests: metrics::counter!("portcullis_requests_total"),
+        }
+    }
 }
 
 impl Shared {
@@ -108,6 +123,7 @@ impl Proxy {
             http_h2: http_builder(&cfg).http2_only(),
             http_auto: http_builder(&cfg),
             trusted: cfg.server.trusted_proxies.clone(),
+            stats: Stats::register(),
             cfg,
         };
         Ok(Self {
