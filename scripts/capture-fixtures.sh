@@ -7,6 +7,8 @@
 # connection, saves the hello and hangs up; the client's handshake failure is expected and
 # ignored. Clients that are not installed are skipped (chromium: `apt-get install -y chromium`).
 # The rustls hello comes from the ignored generator test in tests/captured_clients.rs.
+# Existing fixtures are kept (tests pin byte offsets in some): delete a .bin, or set FORCE=1,
+# to capture it again.
 # Afterwards: python3 scripts/ja4_ref.py --expected OUTDIR > OUTDIR/expected.json
 set -u
 cd "$(dirname "$0")/.."
@@ -18,6 +20,7 @@ trap 'rm -rf "$TMP"' EXIT
 # cap NAME COMMAND: run COMMAND (a string that uses $PORT) against a one-shot capture listener.
 cap() {
     local name=$1 cmd=$2 ready="$TMP/$1.port" pid
+    if [ -e "$OUT/$name.bin" ] && [ -z "${FORCE:-}" ]; then echo "== $name: kept"; return; fi
     python3 scripts/capture-hello.py 0 "$OUT/$name.bin" --ready "$ready" --timeout 60 &
     pid=$!
     while [ ! -s "$ready" ]; do sleep 0.1; done
@@ -55,9 +58,12 @@ if command -v chromium >/dev/null; then
             --dump-dom https://localhost:$PORT/'
     done
 fi
+if [ -e "$OUT/rustls.bin" ] && [ -z "${FORCE:-}" ]; then echo "== rustls: kept"; else
 echo "== rustls (generator test)"
-cargo test -q --test captured_clients -- --ignored --exact generate_rustls_fixture >/dev/null \
+RUSTLS_HELLO_OUT="$(cd "$OUT" && pwd)/rustls.bin" \
+    cargo test -q --test captured_clients -- --ignored --exact generate_rustls_fixture >/dev/null \
     || echo "!! rustls: generator failed"
+fi
 
 echo "== versions"
 curl --version | head -1
