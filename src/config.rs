@@ -48,9 +48,48 @@ pub struct Config {
     pub headers: HeaderNames,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// A separate file holding the `[policy]` table; when set, this file must not have one.
+    pub policy_file: Option<PathBuf>,
+    /// The `[policy]` table: read and validated by `crate::policy` from the file's text (so
+    /// its messages carry line numbers), not by serde here.
+    pub policy: Option<toml::Value>,
     /// Directory that relative paths in the file are resolved against (not a TOML key).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// The file this came from (None = embedded default); reloads re-read it.
+    #[serde(skip)]
+    pub source_path: Option<PathBuf>,
+    /// The text this was parsed from, for the policy parser.
+    #[serde(skip)]
+    pub source_text: String,
+}
+
+/// Where limit counters live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `local`: in this process's memory (the embedded default).
+    pub kind: StoreKind,
+    /// Most keys held per map kind (rate, concurrency, distinct) by the local store; beyond it
+    /// the least recently used fresh-equivalent entries are evicted (docs/policy.md).
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    Local,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Local,
+            max_keys: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +257,7 @@ impl Config {
             message: e.to_string(),
         })?;
         cfg.base_dir = base_dir.map(Path::to_path_buf);
+        cfg.source_text = text.to_string();
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
@@ -236,7 +276,9 @@ impl Config {
             source,
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::from_toml(&text, &path.display().to_string(), Some(&base))
+        let mut cfg = Self::from_toml(&text, &path.display().to_string(), Some(&base))?;
+        cfg.source_path = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     /// The embedded default (the repository's `config.toml`).
@@ -312,6 +354,12 @@ impl Config {
                     "timeouts.{name}: must be greater than zero (e.g. \"5s\")"
                 ));
             }
+        }
+        if self.store.max_keys < 16 {
+            out.push("store.max_keys: must be at least 16".into());
+        }
+        if self.policy_file.is_some() && self.policy.is_some() {
+            out.push("policy_file: this file also has a [policy] table; keep one of the two".into());
         }
         let h = &self.headers;
         for (name, v) in [

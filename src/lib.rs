@@ -10,4 +10,6 @@ pub mod config;
 pub mod fingerprint;
 pub mod forward;
 pub mod mock;
+pub mod limit;
 pub mod server;
+pub mod policy;

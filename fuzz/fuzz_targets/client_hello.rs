@@ -14,9 +14,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(consumed <= data.len());
-    let _ = (hello.ja3(), hello.ja4(), hello.tls_version_label(), hello.alpn_first());
+    let _ = (
+        hello.ja3(),
+        hello.ja4(),
+        hello.tls_version_label(),
+        hello.alpn_first(),
+    );
     match parse_client_hello(&data[..consumed]) {
-        Ok(Parsed::Complete { hello: again, consumed: c }) => {
+        Ok(Parsed::Complete {
+            hello: again,
+            consumed: c,
+        }) => {
             assert_eq!(c, consumed);
             assert_eq!(again, hello);
         }

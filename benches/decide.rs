@@ -1,0 +1,2 @@
+//! Bench: policy plan + decide (filled in below).
+fn main() {}

@@ -1,0 +1,1 @@
+//! In-memory counter store (to be written).

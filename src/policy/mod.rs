@@ -1,0 +1,1 @@
+//! Policy: config → validated rules; request facts + counter outcomes → verdict (pure).
