@@ -142,10 +142,12 @@ impl Forwarder {
     }
 
     /// Rewrites `req` for the upstream and sends it; the response body streams through.
+    /// `extra` headers (e.g. the gate's flags) are added after client copies are stripped.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         info: &ConnInfo,
+        extra: Vec<(HeaderName, http::HeaderValue)>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let path_and_query = req
             .uri()
@@ -172,6 +174,9 @@ impl Forwarder {
             h.insert(self.names.ja3_hash.clone(), t.ja3_hash.clone());
             h.insert(self.names.ja4.clone(), t.ja4.clone());
             h.insert(self.names.ja4_r.clone(), t.ja4_r.clone());
+        }
+        for (k, v) in extra {
+            h.insert(k, v);
         }
 
         let resp = match tokio::time::timeout(self.response_timeout, self.client.request(req)).await

@@ -24,7 +24,8 @@ use super::io::{Activity, ConnIo};
 use super::proxy_protocol::{self, ProxyHeader};
 use super::Shared;
 use crate::fingerprint::{parse_client_hello, ClientHello, HelloError, Parsed, MAX_HELLO_BYTES};
-use crate::forward::body::Guarded;
+use crate::forward::body::{Guarded, ProxyBody};
+use crate::gate::Pass;
 
 /// Why a connection ended before HTTP was served; the metric label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,9 +325,25 @@ impl Shared {
         req: hyper::Request<Incoming>,
         info: &ConnInfo,
         guard: InFlight,
-    ) -> hyper::Response<crate::forward::body::ProxyBody> {
+    ) -> hyper::Response<ProxyBody> {
         self.stats.requests.increment(1);
-        let resp = match self.forwarder.forward(req, info).await {
+        let (lease, upstream_headers, response_headers, delay) =
+            match self.gate.check(&req, info).await {
+                Pass::Respond(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    return hyper::Response::from_parts(parts, Guarded::wrap(body, guard));
+                }
+                Pass::Forward {
+                    lease,
+                    upstream_headers,
+                    response_headers,
+                    delay,
+                } => (lease, upstream_headers, response_headers, delay),
+            };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        let mut resp = match self.forwarder.forward(req, info, upstream_headers).await {
             Ok(r) => r,
             Err(e) => {
                 metrics::counter!("portcullis_upstream_errors_total", "kind" => e.label())
@@ -335,7 +352,11 @@ impl Shared {
                 e.response()
             }
         };
+        for (k, v) in response_headers {
+            resp.headers_mut().insert(k, v);
+        }
         let (parts, body) = resp.into_parts();
-        hyper::Response::from_parts(parts, Guarded::wrap(body, guard))
+        // The lease (concurrency slots) and the in-flight guard end with the body.
+        hyper::Response::from_parts(parts, Guarded::wrap(body, (guard, lease)))
     }
 }

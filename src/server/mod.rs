@@ -23,8 +23,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::admin;
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::forward::{ForwardSetupError, Forwarder};
+use crate::gate::{reload, Gate};
+use crate::limit::local::{LocalBounds, LocalStore};
+use crate::limit::{CounterStore, SystemClock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -32,6 +35,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsSetupError),
     #[error(transparent)]
     Forward(#[from] ForwardSetupError),
+    #[error("invalid policy:\n{}", .0.join("\n"))]
+    Policy(Vec<String>),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -42,7 +47,8 @@ pub enum ServerError {
 
 /// State shared by every connection of one proxy.
 pub struct Shared {
-    pub cfg: Config,
+    pub cfg: Arc<Config>,
+    pub gate: Arc<Gate>,
     acceptor: TlsAcceptor,
     forwarder: Forwarder,
     http_h1: auto::Builder<TokioExecutor>,
@@ -106,6 +112,16 @@ impl Proxy {
     pub async fn bind(cfg: Config) -> Result<Self, ServerError> {
         admin::install_metrics();
         let acceptor = TlsAcceptor::from(tls::server_config(&cfg)?);
+        let active = reload::load_active(&cfg).map_err(ServerError::Policy)?;
+        let store: Arc<dyn CounterStore> = match cfg.store.kind {
+            StoreKind::Local => Arc::new(LocalStore::new(
+                Arc::new(SystemClock::default()),
+                LocalBounds {
+                    max_keys: cfg.store.max_keys,
+                },
+            )),
+        };
+        let gate = Arc::new(Gate::new(active, store));
         let forwarder = Forwarder::new(&cfg)?;
         let tls_listener = bind("server.listen", cfg.server.listen).await?;
         let plain_listener = match cfg.server.plain_listen {
@@ -124,7 +140,8 @@ impl Proxy {
             http_auto: http_builder(&cfg),
             trusted: cfg.server.trusted_proxies.clone(),
             stats: Stats::register(),
-            cfg,
+            gate,
+            cfg: Arc::new(cfg),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -143,6 +160,10 @@ impl Proxy {
         self.plain_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
+    }
+    /// The gate (policy and counters) this proxy decides with.
+    pub fn gate(&self) -> Arc<Gate> {
+        self.shared.gate.clone()
     }
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_listener
@@ -174,6 +195,11 @@ impl Proxy {
                 Kind::Plain,
             ));
         }
+        tasks.spawn(reload::watch_task(
+            self.shared.gate.clone(),
+            self.shared.cfg.clone(),
+            stop_rx.clone(),
+        ));
         if let Some(l) = self.admin_listener {
             tasks.spawn(admin::serve(l, ready.clone(), stop_rx.clone()));
         }

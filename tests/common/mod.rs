@@ -57,8 +57,23 @@ impl Drop for TestProxy {
     }
 }
 
-/// A config for tests: everything on 127.0.0.1:0, short timeouts, given upstream.
+/// A config for tests: everything on 127.0.0.1:0, given upstream, and no policy (every
+/// request allowed) unless the test sets one with [`with_policy`].
 pub fn test_config(upstream: SocketAddr) -> Config {
+    let mut cfg = default_policy_config(upstream);
+    cfg.policy = None;
+    cfg.source_text = String::new();
+    cfg
+}
+
+/// Replaces the policy with `policy_toml` (a document with a `[policy]` table).
+pub fn with_policy(mut cfg: Config, policy_toml: &str) -> Config {
+    cfg.source_text = policy_toml.to_string();
+    cfg
+}
+
+/// A test config that keeps the embedded default's policy (config.toml's example policy).
+pub fn default_policy_config(upstream: SocketAddr) -> Config {
     let mut cfg = Config::embedded_default().expect("embedded config");
     cfg.server.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.admin.listen = Some("127.0.0.1:0".parse().expect("addr"));

@@ -1,0 +1,261 @@
+//! The gate: per request, identify → plan (pure policy) → one evaluation in the counter store
+//! → decide (pure policy) → forward, flag, tarpit or reject.
+//!
+//! The policy is held in an [`ArcSwap`]: a reload builds the whole new policy off the hot path
+//! and swaps it in one store; requests in flight keep the one they started with.
+
+pub mod reload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
+use tracing::debug;
+
+use crate::forward::body::ProxyBody;
+use crate::forward::error::error_response;
+use crate::limit::{CounterStore, Lease};
+use crate::policy::identity::{account_id, extract_api_key};
+use crate::policy::{Decision, Early, Hit, Policy, RequestFacts, Verdict};
+use crate::server::info::ConnInfo;
+
+/// A validated policy with the secret its identity section names.
+pub struct ActivePolicy {
+    pub policy: Policy,
+    pub secret: Secret,
+}
+
+/// The keyed-hash secret for account ids. Never printed.
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// What the gate tells the connection to do with a request.
+pub enum Pass {
+    /// Forward; hold `lease` until the response body ends; add `headers` to the upstream
+    /// request (flags) and `response_headers` to the client's response; wait `delay` first.
+    Forward {
+        lease: Lease,
+        upstream_headers: Vec<(HeaderName, HeaderValue)>,
+        response_headers: Vec<(HeaderName, HeaderValue)>,
+        delay: Option<Duration>,
+    },
+    /// Answer the client now.
+    Respond(Response<ProxyBody>),
+}
+
+/// The flag header sent to the upstream, naming the rules that matched.
+pub const FLAG_HEADER: &str = "x-portcullis-flags";
+
+pub struct Gate {
+    policy: ArcSwap<ActivePolicy>,
+    store: Arc<dyn CounterStore>,
+    counters: Counters,
+}
+
+struct Counters {
+    allow: metrics::Counter,
+    reject: metrics::Counter,
+    flag: metrics::Counter,
+    tarpit: metrics::Counter,
+    store_errors: metrics::Counter,
+}
+
+impl Gate {
+    pub fn new(active: ActivePolicy, store: Arc<dyn CounterStore>) -> Self {
+        Self {
+            policy: ArcSwap::from_pointee(active),
+            store,
+            counters: Counters {
+                allow: metrics::counter!("portcullis_verdicts_total", "verdict" => "allow"),
+                reject: metrics::counter!("portcullis_verdicts_total", "verdict" => "reject"),
+                flag: metrics::counter!("portcullis_verdicts_total", "verdict" => "flag"),
+                tarpit: metrics::counter!("portcullis_verdicts_total", "verdict" => "tarpit"),
+                store_errors: metrics::counter!("portcullis_store_errors_total"),
+            },
+        }
+    }
+
+    /// Swaps in a new policy atomically.
+    pub fn swap(&self, active: ActivePolicy) {
+        self.policy.store(Arc::new(active));
+    }
+
+    pub fn policy_version(&self) -> String {
+        self.policy.load().policy.version().to_string()
+    }
+
+    pub fn store(&self) -> &Arc<dyn CounterStore> {
+        &self.store
+    }
+
+    /// Decides one request.
+    pub async fn check<B>(&self, req: &Request<B>, info: &ConnInfo) -> Pass {
+        let active = self.policy.load_full();
+        let policy = &active.policy;
+        let headers = req.headers();
+        let account = extract_api_key(policy.identity(), |name| {
+            headers.get(name).and_then(|v| v.to_str().ok())
+        })
+        .map(|key| account_id(active.secret.as_bytes(), key));
+        let tls = info.tls.as_ref();
+        let facts = RequestFacts {
+            account,
+            ip: info.peer.ip(),
+            ja3_hash: tls.and_then(|t| t.ja3_hash.to_str().ok()),
+            ja4: tls.and_then(|t| t.ja4.to_str().ok()),
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        };
+        let plan = match policy.plan(&facts) {
+            Ok(plan) => plan,
+            Err(Early::Allow) => {
+                self.counters.allow.increment(1);
+                return forward_plain();
+            }
+            Err(Early::Deny(hit)) => {
+                self.counters.reject.increment(1);
+                debug!(rule = %hit.rule, "deny list");
+                let status = match hit.action {
+                    crate::policy::Action::Reject { status } => status,
+                    _ => 403,
+                };
+                return Pass::Respond(reject_response(status, None, &hit));
+            }
+        };
+        if plan.ops.is_empty() {
+            self.counters.allow.increment(1);
+            return forward_plain();
+        }
+        let eval = match self.store.evaluate(&plan.ops).await {
+            Ok(e) => e,
+            Err(e) => {
+                // Fail open until per-rule failure modes exist (Redis issue).
+                self.counters.store_errors.increment(1);
+                debug!(error = %e, "counter store error; failing open");
+                return forward_plain();
+            }
+        };
+        let decision: Decision = policy.decide(&plan, &eval);
+        let mut response_headers = Vec::new();
+        if let Some(rl) = &decision.ratelimit {
+            push(&mut response_headers, "ratelimit-policy", &rl.policy);
+            push(&mut response_headers, "ratelimit", &rl.ratelimit);
+        }
+        match decision.verdict {
+            Verdict::Allow => {
+                self.counters.allow.increment(1);
+                Pass::Forward {
+                    lease: eval.lease,
+                    upstream_headers: Vec::new(),
+                    response_headers,
+                    delay: None,
+                }
+            }
+            Verdict::Flag => {
+                self.counters.flag.increment(1);
+                Pass::Forward {
+                    lease: eval.lease,
+                    upstream_headers: flag_headers(&decision.hits),
+                    response_headers,
+                    delay: None,
+                }
+            }
+            Verdict::Tarpit(d) => {
+                self.counters.tarpit.increment(1);
+                Pass::Forward {
+                    lease: eval.lease,
+                    upstream_headers: flag_headers(&decision.hits),
+                    response_headers,
+                    delay: Some(d),
+                }
+            }
+            Verdict::Reject {
+                status,
+                retry_after,
+            } => {
+                self.counters.reject.increment(1);
+                let hit = decision.hits.iter().find(|h| {
+                    !h.shadow && matches!(h.action, crate::policy::Action::Reject { .. })
+                });
+                let mut resp = match hit {
+                    Some(h) => reject_response(status, Some(retry_after), h),
+                    None => {
+                        error_response(status_code(status), "rate_limit_error", "Rate limited.")
+                    }
+                };
+                for (k, v) in response_headers {
+                    resp.headers_mut().insert(k, v);
+                }
+                Pass::Respond(resp)
+            }
+        }
+    }
+}
+
+fn forward_plain() -> Pass {
+    Pass::Forward {
+        lease: Lease::none(),
+        upstream_headers: Vec::new(),
+        response_headers: Vec::new(),
+        delay: None,
+    }
+}
+
+fn push(out: &mut Vec<(HeaderName, HeaderValue)>, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::try_from(value) {
+        out.push((HeaderName::from_static(name), v));
+    }
+}
+
+fn flag_headers(hits: &[Hit]) -> Vec<(HeaderName, HeaderValue)> {
+    let mut names: Vec<&str> = hits.iter().map(|h| &*h.rule).collect();
+    names.dedup();
+    let mut out = Vec::new();
+    push(&mut out, FLAG_HEADER, &names.join(","));
+    out
+}
+
+fn status_code(s: u16) -> StatusCode {
+    StatusCode::from_u16(s).unwrap_or(StatusCode::TOO_MANY_REQUESTS)
+}
+
+/// A rejection in the model API's error shape, with `Retry-After` in whole seconds (rounded up).
+fn reject_response(status: u16, retry_after: Option<Duration>, hit: &Hit) -> Response<ProxyBody> {
+    let code = status_code(status);
+    let kind = match code {
+        StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+        StatusCode::FORBIDDEN => "permission_error",
+        _ => "api_error",
+    };
+    let msg = if code == StatusCode::TOO_MANY_REQUESTS {
+        "Rate limit exceeded. Please retry later."
+    } else {
+        "Request not permitted."
+    };
+    let mut resp = error_response(code, kind, msg);
+    if let Some(ra) = retry_after {
+        let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    debug!(rule = %hit.rule, layer = %hit.layer_key, current = hit.current, limit = hit.limit, "rejected");
+    resp
+}
