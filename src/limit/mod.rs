@@ -37,7 +37,12 @@ pub enum Op {
     Concurrency { key: String, max: u32 },
     /// At most `max` distinct `member`s (e.g. account hashes) on `key` per sliding `window`.
     /// A member already counted in the window is always allowed.
-    Distinct { key: String, member: u64, max: u32, window: Duration },
+    Distinct {
+        key: String,
+        member: u64,
+        max: u32,
+        window: Duration,
+    },
 }
 
 impl Op {
@@ -62,7 +67,11 @@ pub enum Outcome {
     /// Within the limit. `remaining` units are left now; the key is back to full after `reset`.
     Allowed { remaining: u64, reset: Duration },
     /// Over the limit: `current` observed against `limit`; retry after `retry_after`.
-    Denied { current: u64, limit: u64, retry_after: Duration },
+    Denied {
+        current: u64,
+        limit: u64,
+        retry_after: Duration,
+    },
 }
 
 impl Outcome {
@@ -98,7 +107,9 @@ impl Drop for Lease {
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease").field("held", &self.release.is_some()).finish()
+        f.debug_struct("Lease")
+            .field("held", &self.release.is_some())
+            .finish()
     }
 }
 

@@ -1,1 +1,0 @@
-//! In-memory counter store (to be written).
