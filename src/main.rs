@@ -169,16 +169,32 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(a) => run(a, false),
         Cmd::Demo(a) => run(a, true),
-        Cmd::Check { file } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                Ok(())
+        Cmd::Check { file } => {
+            let problems = match Config::load(&file) {
+                Ok(cfg) => match portcullis::gate::reload::load_policy(&cfg) {
+                    Ok(policy) => {
+                        println!(
+                            "{}: ok (policy {:?}, {} rules)",
+                            file.display(),
+                            policy.version(),
+                            policy.rules().len()
+                        );
+                        return Ok(());
+                    }
+                    Err(problems) => problems,
+                },
+                Err(e) => vec![e.to_string()],
+            };
+            for p in &problems {
+                eprintln!("{p}");
             }
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(1);
-            }
-        },
+            eprintln!(
+                "{}: {} problem(s); the file is not valid",
+                file.display(),
+                problems.len()
+            );
+            std::process::exit(1);
+        }
         Cmd::MockUpstream { listen } => runtime(0)?.block_on(async move {
             let l = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(%listen, "mock model API listening");
