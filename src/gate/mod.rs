@@ -154,6 +154,15 @@ impl Gate {
             }
         };
         let decision: Decision = policy.decide(&plan, &eval);
+        for h in &decision.hits {
+            // Labels come from the policy file (bounded), never from traffic.
+            let action = match h.action {
+                crate::policy::Action::Reject { .. } => "reject",
+                crate::policy::Action::Flag => "flag",
+                crate::policy::Action::Tarpit(_) => "tarpit",
+            };
+            metrics::counter!("portcullis_rule_hits_total", "rule" => h.rule.to_string(), "action" => action, "shadow" => if h.shadow { "true" } else { "false" }).increment(1);
+        }
         let mut response_headers = Vec::new();
         if let Some(rl) = &decision.ratelimit {
             push(&mut response_headers, "ratelimit-policy", &rl.policy);

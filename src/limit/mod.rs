@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod local;
+pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -135,4 +136,8 @@ pub trait CounterStore: Send + Sync + 'static {
     fn evaluate<'a>(&'a self, ops: &'a [OpSpec]) -> BoxFuture<'a, Result<Evaluation, StoreError>>;
     /// Keys currently held in memory by this store (for the bounded-memory checks and metrics).
     fn resident_keys(&self) -> usize;
+    /// Whether the store can answer now (readiness). In-memory stores always can.
+    fn is_up(&self) -> bool {
+        true
+    }
 }

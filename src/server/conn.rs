@@ -327,23 +327,28 @@ impl Shared {
         guard: InFlight,
     ) -> hyper::Response<ProxyBody> {
         self.stats.requests.increment(1);
-        let (lease, upstream_headers, response_headers, delay) =
-            match self.gate.check(&req, info).await {
-                Pass::Respond(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    return hyper::Response::from_parts(parts, Guarded::wrap(body, guard));
-                }
-                Pass::Forward {
-                    lease,
-                    upstream_headers,
-                    response_headers,
-                    delay,
-                } => (lease, upstream_headers, response_headers, delay),
-            };
+        let started = std::time::Instant::now();
+        let pass = self.gate.check(&req, info).await;
+        self.stats.gate_seconds.record(started.elapsed());
+        let (lease, upstream_headers, response_headers, delay) = match pass {
+            Pass::Respond(resp) => {
+                let (parts, body) = resp.into_parts();
+                return hyper::Response::from_parts(parts, Guarded::wrap(body, guard));
+            }
+            Pass::Forward {
+                lease,
+                upstream_headers,
+                response_headers,
+                delay,
+            } => (lease, upstream_headers, response_headers, delay),
+        };
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
         }
-        let mut resp = match self.forwarder.forward(req, info, upstream_headers).await {
+        let sent = std::time::Instant::now();
+        let forwarded = self.forwarder.forward(req, info, upstream_headers).await;
+        self.stats.upstream_seconds.record(sent.elapsed());
+        let mut resp = match forwarded {
             Ok(r) => r,
             Err(e) => {
                 metrics::counter!("portcullis_upstream_errors_total", "kind" => e.label())

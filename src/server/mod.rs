@@ -62,12 +62,18 @@ pub struct Shared {
 /// metric key every time).
 struct Stats {
     requests: metrics::Counter,
+    /// Time from the request head to the forwarding decision (identify + policy + counters).
+    gate_seconds: metrics::Histogram,
+    /// Time from sending upstream to the upstream's response head.
+    upstream_seconds: metrics::Histogram,
 }
 
 impl Stats {
     fn register() -> Self {
         Self {
             requests: metrics::counter!("portcullis_requests_total"),
+            gate_seconds: metrics::histogram!("portcullis_gate_duration_seconds"),
+            upstream_seconds: metrics::histogram!("portcullis_upstream_duration_seconds"),
         }
     }
 }
@@ -176,7 +182,10 @@ impl Proxy {
         let max = self.shared.cfg.server.max_connections;
         let limit = Arc::new(Semaphore::new(max));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let ready = Arc::new(admin::Readiness {
+            serving: std::sync::atomic::AtomicBool::new(true),
+            store: self.shared.gate.store().clone(),
+        });
         let mut tasks = tokio::task::JoinSet::new();
         info!(listen = %self.local_addr(), upstream = %self.shared.cfg.upstream.url, "portcullis serving");
         tasks.spawn(accept_loop(
@@ -205,7 +214,9 @@ impl Proxy {
         }
         shutdown.await;
         info!("shutting down: no new connections, draining requests");
-        ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        ready
+            .serving
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let _ = stop_tx.send(true);
         let grace = self.shared.cfg.server.shutdown_grace;
         let all = u32::try_from(max).unwrap_or(u32::MAX);
