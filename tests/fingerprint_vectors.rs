@@ -2,7 +2,9 @@
 //! (see its README for where the values come from), plus reassembly across reads and records
 //! and a deterministic mutation run that must never panic.
 
-use portcullis::fingerprint::{parse_client_hello, ClientHello, HelloError, Parsed};
+use portcullis::fingerprint::{
+    parse_client_hello, ClientHello, HelloError, Parsed, MAX_HELLO_RECORDS,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -179,6 +181,27 @@ fn three_record_split_gives_the_same_fingerprints() {
     }
 }
 
+#[test]
+fn record_cap_holds_for_every_vector() {
+    for v in vectors() {
+        let name = v.name();
+        let (want, _) = complete(&v.bytes, name);
+        // MAX_HELLO_RECORDS - 1 one-byte records, then the rest: the most records allowed.
+        let cuts: Vec<usize> = (1..MAX_HELLO_RECORDS).collect();
+        let buf = reframe(&v.bytes, &cuts);
+        let (hello, consumed) = complete(&buf, name);
+        assert_eq!((hello, consumed), (want, buf.len()), "{name}: at the cap");
+        // One more record is too many, decided at the first byte of that record.
+        let cuts: Vec<usize> = (1..=MAX_HELLO_RECORDS).collect();
+        let buf = reframe(&v.bytes, &cuts);
+        let too_many = Err(HelloError::Malformed("too many records"));
+        assert_eq!(parse_client_hello(&buf), too_many, "{name}: over the cap");
+        let at = 6 * MAX_HELLO_RECORDS;
+        assert_eq!(parse_client_hello(&buf[..at]), Ok(Parsed::Incomplete));
+        assert_eq!(parse_client_hello(&buf[..=at]), too_many, "{name}");
+    }
+}
+
 /// xorshift64: a tiny deterministic PRNG, so a failure reproduces exactly.
 struct Rng(u64);
 
@@ -199,8 +222,9 @@ impl Rng {
     }
 }
 
-/// Whatever the outcome of a mutated input, it must be a clean value, and a complete hello
-/// must fingerprint without panicking and re-parse the same from exactly its records.
+/// Whatever the outcome of a mutated input, it must be a clean value; a complete hello must
+/// fingerprint without panicking, re-parse the same from exactly its records, and be
+/// incomplete one byte short of them (the properties `fuzz/` checks too).
 fn check_clean(buf: &[u8]) {
     match parse_client_hello(buf) {
         Ok(Parsed::Complete { hello, consumed }) => {
@@ -210,6 +234,11 @@ fn check_clean(buf: &[u8]) {
                 Ok(Parsed::Complete { hello: again, .. }) => assert_eq!(again, hello),
                 other => panic!("re-parse of the consumed bytes gave {other:?}"),
             }
+            // One byte short of its records, the same stream is still only incomplete.
+            assert_eq!(
+                parse_client_hello(&buf[..consumed - 1]),
+                Ok(Parsed::Incomplete)
+            );
         }
         Ok(Parsed::Incomplete) => {}
         Err(e) => assert!(!e.reason().is_empty()),

@@ -16,18 +16,60 @@
 //! Extension extensions<8..2^16-1>;             uint16 length; absent allowed before TLS 1.3
 //! ```
 //!
-//! The message framing and the extension framing (`uint16 type, opaque data<0..2^16-1>`,
-//! RFC 8446 §4.2) are checked strictly: extension types come out exactly as sent, in order,
-//! GREASE and unknown types included. The bodies of the six extensions read here are read
-//! leniently: a body that does not parse leaves its field empty (or holding what parsed before
-//! the fault) but the extension still counts, since fingerprints describe what was sent.
+//! Who reads what:
+//!
+//! - `record` (ours) does the record layer: it finds the message across records and reads,
+//!   joins its fragments, and decides `Incomplete`, `TooLarge` and the record-level errors from
+//!   the length fields as they arrive. tls-parser's record functions decode one record at a
+//!   time and leave joining a handshake message fragmented over several records (RFC 8446
+//!   §5.1) to the caller (its crate docs: "need additional code to handle fragmentation");
+//!   clients may fragment, and the server must answer `Incomplete` until the message is whole.
+//! - tls-parser decodes the message body: `parse_tls_handshake_client_hello` (the contents
+//!   function, not `parse_tls_message_handshake`: `record` has already read the 4-byte header,
+//!   and the message-level function drops whatever the ClientHello decoder leaves unread, which
+//!   we need to see). Two checks around it keep the framing strict: the extension block is
+//!   optional to tls-parser, so a block whose length runs past the message (`ext` is `None`
+//!   with bytes left) is `Malformed("truncated extensions")`, and bytes left after a whole block
+//!   are `Malformed("bytes after extensions")`. tls-parser's errors do not say which field
+//!   failed, so `message_fault` names it for the label, on the error path only.
+//! - The extension list is walked here: each frame's `uint16 type, uint16 length` header
+//!   (RFC 8446 §4.2) is read by a four-byte match and the type pushed as sent, in order, GREASE
+//!   and unknown types included; a frame that runs past the list is `Malformed`. This is the
+//!   one piece of the message we frame ourselves, because tls-parser's list parser,
+//!   `parse_tls_client_hello_extensions`, is `many0` over a decoder that also decodes each
+//!   body: the first body it cannot decode (an odd-length supported_groups, a non-empty
+//!   extended_master_secret, a 1-byte record_size_limit, ...) silently ends the list, so that
+//!   extension and every later one would be missing from JA3 and JA4. Nor can the type come
+//!   from `TlsExtensionType::from(&TlsExtension)`: a body that fails has no `TlsExtension`, and
+//!   every GREASE type maps to 0xfafa. (Reading each frame with tls-parser's body-agnostic
+//!   `parse_tls_extension_unknown` gives the same list but was 50–150 ns slower per Chrome
+//!   hello in the parse bench: it returns the whole `TlsExtension` enum by value per frame.)
+//! - tls-parser decodes the bodies of the six extensions the fingerprints read (server_name,
+//!   supported_groups, ec_point_formats, signature_algorithms, ALPN, supported_versions):
+//!   `parse_tls_extension` on that one frame's bytes, the first occurrence of each type only.
+//!   A body it rejects leaves its field empty and the type still counts, since fingerprints
+//!   describe what was sent. What it accepts: server_name, ALPN and signature_algorithms keep
+//!   the entries before a broken one inside the declared list; a declared list longer than the
+//!   body, or an odd-length supported_groups list, gives nothing. supported_versions is given
+//!   to tls-parser only when its length byte describes the rest of the body exactly (an even
+//!   count): tls-parser reads that body by its total length instead, and a 2-byte body as the
+//!   ServerHello form.
 
 use super::record::{self, Scan};
-use super::{grease::is_grease, ja3, ja4};
+use super::{ja3, ja4};
+use tls_parser::{parse_tls_extension, parse_tls_handshake_client_hello, SNIType, TlsExtension};
+
+pub use super::grease::is_grease;
 
 /// Most bytes of a stream the ClientHello records may take. Real hellos are 200 B–2 KiB
 /// (post-quantum key shares push Chrome's to ~1.8 KiB); this leaves room while bounding memory.
 pub const MAX_HELLO_BYTES: usize = 64 * 1024;
+
+/// Most TLS records the ClientHello may be spread over. Real clients use one or two; the cap
+/// bounds the work of re-scanning the buffer after every read (without it, a hello sent as
+/// thousands of 1-byte records costs time quadratic in its size). A 65th record header before
+/// the message is complete is `Malformed("too many records")`.
+pub const MAX_HELLO_RECORDS: usize = 64;
 
 // Extension types (IANA "TLS ExtensionType Values").
 const EXT_SERVER_NAME: u16 = 0; // RFC 6066 §3
@@ -38,6 +80,9 @@ const EXT_ALPN: u16 = 16; // RFC 7301 §3.1
 const EXT_SUPPORTED_VERSIONS: u16 = 43; // RFC 8446 §4.2.1
 
 /// Outcome of a parse attempt that is not an error.
+// `Complete` is ~200 bytes next to an empty `Incomplete`; it is built once per connection and
+// moved out at once, so boxing it would only add an allocation to the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// Need more bytes (not an error).
@@ -168,100 +213,84 @@ pub fn parse_client_hello(buf: &[u8]) -> Result<Parsed, HelloError> {
     })
 }
 
-/// A bounds-checked cursor over big-endian TLS vectors (RFC 8446 §3.3–3.4). Every read returns
-/// `None` past the end instead of panicking.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Reader { buf }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.buf.len() {
-            return None;
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        let (&b, tail) = self.buf.split_first()?;
-        self.buf = tail;
-        Some(b)
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        let b = self.take(2)?;
-        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
-    }
-
-    /// `opaque x<0..2^8-1>`: a uint8 length, then that many bytes.
-    fn vec8(&mut self) -> Option<&'a [u8]> {
-        let n = self.u8()?;
-        self.take(usize::from(n))
-    }
-
-    /// `opaque x<0..2^16-1>`: a uint16 length, then that many bytes.
-    fn vec16(&mut self) -> Option<&'a [u8]> {
-        let n = self.u16()?;
-        self.take(usize::from(n))
-    }
-}
-
-/// Big-endian uint16 values of `bytes`; an odd trailing byte is ignored.
-fn u16s(bytes: &[u8]) -> impl Iterator<Item = u16> + '_ {
-    // `chunks_exact(2)` yields only 2-byte chunks, so both indexes are in bounds.
-    bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-}
-
-/// Parse the ClientHello body (after the handshake header), RFC 8446 §4.1.2.
+/// Decode the ClientHello body (after the handshake header) with tls-parser, RFC 8446 §4.1.2.
 fn parse_body(body: &[u8]) -> Result<ClientHello, HelloError> {
     use HelloError::Malformed;
-    let mut r = Reader::new(body);
-    let legacy_version = r.u16().ok_or(Malformed("truncated legacy_version"))?;
-    r.take(32).ok_or(Malformed("truncated random"))?;
-    let session_id = r.vec8().ok_or(Malformed("truncated legacy_session_id"))?;
-    if session_id.len() > 32 {
-        return Err(Malformed("legacy_session_id longer than 32"));
+    let (rest, ch) =
+        parse_tls_handshake_client_hello(body).map_err(|_| Malformed(message_fault(body)))?;
+    // tls-parser reads the extension block as optional: a block whose length runs past the
+    // message comes back as `None` with the bytes left over, and bytes after a whole block are
+    // left over too. Both are framing errors here, as in RFC 5246 §7.4.1.2.
+    match (ch.ext, rest.is_empty()) {
+        (_, true) => {}
+        (None, false) => return Err(Malformed("truncated extensions")),
+        (Some(_), false) => return Err(Malformed("bytes after extensions")),
     }
-    let suites = r.vec16().ok_or(Malformed("truncated cipher_suites"))?;
-    if suites.len() % 2 != 0 {
-        return Err(Malformed("odd cipher_suites length"));
-    }
-    r.vec8().ok_or(Malformed("truncated compression_methods"))?;
-
     let mut hello = ClientHello {
-        legacy_version,
-        cipher_suites: u16s(suites).collect(),
+        legacy_version: ch.version.0,
+        // Same layout (a u16 newtype), so this collects in place.
+        cipher_suites: ch.ciphers.into_iter().map(|c| c.0).collect(),
         ..ClientHello::default()
     };
     // RFC 5246 §7.4.1.2: a hello that ends after compression_methods has no extensions.
-    if r.is_empty() {
-        return Ok(hello);
+    if let Some(exts) = ch.ext {
+        read_extensions(&mut hello, exts)?;
     }
-    let exts = r.vec16().ok_or(Malformed("truncated extensions"))?;
-    if !r.is_empty() {
-        return Err(Malformed("bytes after extensions"));
-    }
+    Ok(hello)
+}
 
-    // RFC 8446 §4.2: struct { ExtensionType extension_type; opaque extension_data<0..2^16-1>; }
+/// Name the field at which a ClientHello body that tls-parser rejected goes wrong, for the
+/// `Malformed` label. Error path only: it walks the same fixed fields in the same order as
+/// `parse_tls_handshake_client_hello` and rejects exactly what that function rejects.
+fn message_fault(body: &[u8]) -> &'static str {
+    /// Split a vector with a `width`-byte length prefix off the front: (its length, the rest).
+    fn vector(b: &[u8], width: usize) -> Option<(usize, &[u8])> {
+        let (len, rest) = b.split_at_checked(width)?;
+        let n = len.iter().fold(0, |n, &x| n << 8 | usize::from(x));
+        Some((n, rest.get(n..)?))
+    }
+    if body.len() < 2 {
+        return "truncated legacy_version";
+    }
+    let Some(rest) = body.get(2 + 32..) else {
+        return "truncated random";
+    };
+    let Some((sid, rest)) = vector(rest, 1) else {
+        return "truncated legacy_session_id";
+    };
+    if sid > 32 {
+        return "legacy_session_id longer than 32";
+    }
+    let Some((suites, rest)) = vector(rest, 2) else {
+        return "truncated cipher_suites";
+    };
+    if suites % 2 != 0 {
+        return "odd cipher_suites length";
+    }
+    if vector(rest, 1).is_none() {
+        return "truncated compression_methods";
+    }
+    "ClientHello rejected by tls-parser"
+}
+
+/// Record the extension types in order and decode the six bodies the fingerprints read.
+///
+/// RFC 8446 §4.2: `struct { ExtensionType extension_type; opaque extension_data<0..2^16-1>; }`.
+/// The framing is read here and the bodies by tls-parser; see the module docs for why.
+fn read_extensions(hello: &mut ClientHello, mut list: &[u8]) -> Result<(), HelloError> {
     // Each extension takes at least 4 bytes, which bounds the list without a second pass.
-    hello.extensions.reserve_exact(exts.len() / 4);
+    hello.extensions.reserve_exact(list.len() / 4);
     let mut seen = 0u8; // one bit per extension read below: the first occurrence wins
-    let mut er = Reader::new(exts);
-    while !er.is_empty() {
-        let ty = er.u16().ok_or(Malformed("truncated extension header"))?;
-        let data = er.vec16().ok_or(Malformed("truncated extension data"))?;
+    while !list.is_empty() {
+        let (ty, len) = match *list {
+            [t0, t1, l0, l1, ..] => (u16::from_be_bytes([t0, t1]), u16::from_be_bytes([l0, l1])),
+            [_] => return Err(HelloError::Malformed("truncated extension header")),
+            _ => return Err(HelloError::Malformed("truncated extension data")),
+        };
+        let Some((raw, rest)) = list.split_at_checked(4 + usize::from(len)) else {
+            return Err(HelloError::Malformed("truncated extension data"));
+        };
+        list = rest;
         hello.extensions.push(ty);
         let bit = match ty {
             EXT_SERVER_NAME => 1,
@@ -274,59 +303,50 @@ fn parse_body(body: &[u8]) -> Result<ClientHello, HelloError> {
         };
         if seen & bit == 0 {
             seen |= bit;
-            read_extension(&mut hello, ty, data);
+            read_extension(hello, ty, raw);
         }
     }
-    Ok(hello)
+    Ok(())
 }
 
-/// Read the body of one of the extensions the fingerprints use. Lenient: see the module docs.
-fn read_extension(hello: &mut ClientHello, ty: u16, data: &[u8]) {
-    let mut r = Reader::new(data);
-    match ty {
-        // RFC 6066 §3: ServerName server_name_list<1..2^16-1>;
-        // ServerName = NameType name_type (uint8, host_name = 0) + HostName<1..2^16-1>.
-        EXT_SERVER_NAME => {
-            let mut list = Reader::new(r.vec16().unwrap_or_default());
-            while let (Some(name_type), Some(name)) = (list.u8(), list.vec16()) {
-                if name_type == 0 {
-                    hello.sni = Some(String::from_utf8_lossy(name).into_owned());
-                    break;
-                }
-            }
+/// Decode one of the six extensions the fingerprints use with tls-parser (`raw` is the whole
+/// extension, its 4-byte header included). A body tls-parser rejects leaves the field empty;
+/// the type is already in the list (see the module docs).
+fn read_extension(hello: &mut ClientHello, ty: u16, raw: &[u8]) {
+    // RFC 8446 §4.2.1, ClientHello form: ProtocolVersion versions<2..254>, a uint8 length.
+    // tls-parser reads this body by its total length (a 2-byte body as the ServerHello form,
+    // otherwise every byte after the length byte, whatever that byte says), so it gets the
+    // body only when the length byte describes the rest exactly, an even number of bytes.
+    if ty == EXT_SUPPORTED_VERSIONS {
+        let described = match raw.get(4..) {
+            Some([n, list @ ..]) => usize::from(*n) == list.len() && n % 2 == 0,
+            _ => false,
+        };
+        if !described {
+            return;
         }
-        // RFC 7301 §3.1: ProtocolName protocol_name_list<2..2^16-1>; ProtocolName<1..2^8-1>.
-        // An empty name is kept: the JA4 spec defines the fingerprint for it ("00").
-        EXT_ALPN => {
-            let mut list = Reader::new(r.vec16().unwrap_or_default());
-            while let Some(name) = list.vec8() {
-                hello.alpn.push(name.to_vec());
-            }
+    }
+    let Ok((_, ext)) = parse_tls_extension(raw) else {
+        return;
+    };
+    match ext {
+        // RFC 6066 §3: the first host_name entry; entries after a broken one are not read.
+        TlsExtension::SNI(names) => {
+            hello.sni = names
+                .into_iter()
+                .find(|&(t, _)| t == SNIType::HostName)
+                .map(|(_, name)| String::from_utf8_lossy(name).into_owned());
         }
-        // RFC 8446 §4.2.1, ClientHello form: ProtocolVersion versions<2..254> (uint8 length).
-        EXT_SUPPORTED_VERSIONS => {
-            hello
-                .supported_versions
-                .extend(u16s(r.vec8().unwrap_or_default()));
+        // RFC 7301 §3.1. An empty name is kept: the JA4 spec defines the fingerprint for it.
+        TlsExtension::ALPN(names) => hello.alpn = names.into_iter().map(<[u8]>::to_vec).collect(),
+        TlsExtension::SupportedVersions(v) => {
+            hello.supported_versions = v.into_iter().map(|v| v.0).collect();
         }
-        // RFC 8446 §4.2.3: SignatureScheme supported_signature_algorithms<2..2^16-2>.
-        EXT_SIGNATURE_ALGORITHMS => {
-            hello
-                .signature_algorithms
-                .extend(u16s(r.vec16().unwrap_or_default()));
+        TlsExtension::SignatureAlgorithms(v) => hello.signature_algorithms = v,
+        TlsExtension::EllipticCurves(groups) => {
+            hello.supported_groups = groups.into_iter().map(|g| g.0).collect();
         }
-        // RFC 8446 §4.2.7: NamedGroup named_group_list<2..2^16-1>.
-        EXT_SUPPORTED_GROUPS => {
-            hello
-                .supported_groups
-                .extend(u16s(r.vec16().unwrap_or_default()));
-        }
-        // RFC 8422 §5.1.2: ECPointFormat ec_point_format_list<1..2^8-1>.
-        EXT_EC_POINT_FORMATS => {
-            hello
-                .ec_point_formats
-                .extend_from_slice(r.vec8().unwrap_or_default());
-        }
+        TlsExtension::EcPointFormats(formats) => hello.ec_point_formats = formats.to_vec(),
         _ => {}
     }
 }

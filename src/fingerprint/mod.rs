@@ -7,8 +7,10 @@
 //! the recorded bytes into rustls. An `Err` is a clean, labelled rejection of the connection
 //! ([`HelloError::reason`] is the metric label).
 //!
-//! - [`client_hello`]: the ClientHello message and its extensions (RFC 8446 §4.1.2, §4.2).
-//! - `record` (private): TLS record framing and handshake reassembly (RFC 8446 §5.1).
+//! - [`client_hello`]: the ClientHello message and its extensions (RFC 8446 §4.1.2, §4.2),
+//!   decoded with tls-parser.
+//! - `record` (private): TLS record framing and handshake reassembly (RFC 8446 §5.1), at most
+//!   [`MAX_HELLO_RECORDS`] records.
 //! - [`ja3`]: the Salesforce JA3 string and MD5.
 //! - [`ja4`]: the FoxIO JA4 (TLS client) fingerprint and its raw / original-order forms.
 //!
@@ -22,7 +24,9 @@ pub mod ja3;
 pub mod ja4;
 mod record;
 
-pub use client_hello::{parse_client_hello, ClientHello, HelloError, Parsed, MAX_HELLO_BYTES};
+pub use client_hello::{
+    parse_client_hello, ClientHello, HelloError, Parsed, MAX_HELLO_BYTES, MAX_HELLO_RECORDS,
+};
 pub use grease::is_grease;
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! one message and the head of the next (RFC 8446 §5.1; RFC 5246 §6.2.1). The handshake header
 //! is `HandshakeType msg_type (1) | uint24 length` (RFC 8446 §4).
 
-use super::client_hello::{HelloError, MAX_HELLO_BYTES};
+use super::client_hello::{HelloError, MAX_HELLO_BYTES, MAX_HELLO_RECORDS};
 
 /// ContentType `handshake` (RFC 8446 §5.1).
 const CONTENT_HANDSHAKE: u8 = 22;
@@ -87,6 +87,7 @@ fn classify_not_tls(buf: &[u8]) -> Result<Scan, HelloError> {
 ///
 /// Every error is decided from bytes already present, so any strict prefix of a valid stream
 /// answers `Incomplete`; size limits are decided from the length fields as soon as they are in.
+/// At most [`MAX_HELLO_RECORDS`] records are walked, so one call costs O(that), not O(`buf`).
 pub(crate) fn scan(buf: &[u8]) -> Result<Scan, HelloError> {
     match buf.first() {
         None => return Ok(Scan::Incomplete),
@@ -95,6 +96,7 @@ pub(crate) fn scan(buf: &[u8]) -> Result<Scan, HelloError> {
     }
 
     let mut off = 0usize; // start of the current record
+    let mut records = 0usize; // records before this one
     let mut hs_seen = 0usize; // handshake-message bytes in the records before this one
     let mut hs_header = [0u8; HANDSHAKE_HEADER_LEN];
     let mut msg_total: Option<usize> = None; // header + body, once the header is in
@@ -104,6 +106,11 @@ pub(crate) fn scan(buf: &[u8]) -> Result<Scan, HelloError> {
         let Some(&content_type) = rest.first() else {
             return Ok(Scan::Incomplete);
         };
+        // Bounds each scan, which the server repeats after every read (see MAX_HELLO_RECORDS).
+        if records == MAX_HELLO_RECORDS {
+            return Err(HelloError::Malformed("too many records"));
+        }
+        records += 1;
         if content_type != CONTENT_HANDSHAKE {
             // RFC 8446 §5.1: handshake messages MUST NOT be interleaved with other record types.
             return Err(HelloError::Malformed(

@@ -309,6 +309,17 @@ fn odd_extension_bodies_keep_their_types() {
     assert!(hello.ja4().ja4.starts_with("t12d0104h2_"));
 }
 
+/// `msg` in handshake records of `chunk` bytes, the last of the `MAX_HELLO_RECORDS` taking
+/// whatever is left (the record cap allows no more).
+fn records_capped(msg: &[u8], chunk: usize) -> Vec<u8> {
+    let head = msg.len().min(chunk * (MAX_HELLO_RECORDS - 1));
+    let mut out = records(&msg[..head], chunk);
+    if head < msg.len() {
+        out.extend(records(&msg[head..], usize::MAX));
+    }
+    out
+}
+
 #[test]
 fn fragmented_hello_and_trailing_bytes() {
     let msg = hello_msg(0x0303, &SPEC_CIPHERS, Some(&spec_example_exts()));
@@ -316,13 +327,49 @@ fn fragmented_hello_and_trailing_bytes() {
     let (want, consumed) = parse(&one);
     assert_eq!(consumed, one.len());
     for chunk in [1, 2, 3, 4, 5, 100] {
-        let mut buf = records(&msg, chunk);
+        // Tiny records split the handshake header itself; `records_capped` keeps the count
+        // within MAX_HELLO_RECORDS.
+        let mut buf = records_capped(&msg, chunk);
         let len = buf.len();
         buf.extend([23, 3, 3, 0, 1, 0]); // an application-data record after the hello
         let (hello, consumed) = parse(&buf);
         assert_eq!(hello, want, "chunk {chunk}");
         assert_eq!(consumed, len);
     }
+}
+
+#[test]
+fn hello_over_more_than_max_records_is_rejected() {
+    const TOO_MANY: HelloError = HelloError::Malformed("too many records");
+    let msg = hello_msg(0x0303, &SPEC_CIPHERS, Some(&spec_example_exts()));
+    let (want, _) = parse(&records(&msg, usize::MAX));
+    assert!(msg.len() > MAX_HELLO_RECORDS);
+
+    // Exactly MAX_HELLO_RECORDS records (63 of 1 byte, then the rest): still a hello.
+    let buf = records_capped(&msg, 1);
+    assert_eq!(buf.len(), msg.len() + 5 * MAX_HELLO_RECORDS);
+    assert_eq!(parse(&buf), (want, buf.len()));
+
+    // All in 1-byte records: rejected as soon as the first byte of record 65 is in, and
+    // `Incomplete` up to then (every record before it is consistent).
+    let ones = records(&msg, 1);
+    let cap_end = MAX_HELLO_RECORDS * 6;
+    assert_eq!(parse_client_hello(&ones[..cap_end]), Ok(Parsed::Incomplete));
+    assert_eq!(parse_client_hello(&ones[..=cap_end]), Err(TOO_MANY));
+    assert_eq!(parse_client_hello(&ones), Err(TOO_MANY));
+    assert_eq!(TOO_MANY.reason(), "malformed");
+
+    // The case that was quadratic: a ~60 KiB hello (a padding extension) in 1-byte records,
+    // re-parsed after every 1-byte read as the server does. It ends at the same 385th byte,
+    // after 385 scans of at most 65 records each, instead of running to `TooLarge` 10,922
+    // records later with every scan walking all the records before it.
+    let big = hello_msg(0x0303, &[0x1301], Some(&[opaque(0x0015, &[0; 60_000])]));
+    let buf = records(&big, 1);
+    let first_answer = (0..=buf.len())
+        .find(|&n| parse_client_hello(&buf[..n]) != Ok(Parsed::Incomplete))
+        .expect("an answer");
+    assert_eq!(first_answer, cap_end + 1);
+    assert_eq!(parse_client_hello(&buf[..first_answer]), Err(TOO_MANY));
 }
 
 #[test]
@@ -422,4 +469,96 @@ fn malformed_message_bodies() {
         parse_client_hello(&records(&odd, 999)),
         Err(Malformed("odd cipher_suites length"))
     );
+}
+
+#[test]
+fn every_truncation_of_the_body_names_its_field() {
+    // The body of `hello_msg` with an empty cipher list: version 2, random 32, session id
+    // 1 + 32, cipher_suites 2 + 2, compression 1 + 1, then the extension block.
+    let good = hello_msg(0x0303, &[0x1301], Some(&[sni("example.com")]));
+    let body = &good[4..];
+    for cut in 0..body.len() {
+        let len = u32::try_from(cut).expect("small").to_be_bytes();
+        let mut msg = vec![1, len[1], len[2], len[3]];
+        msg.extend(&body[..cut]);
+        let got = parse_client_hello(&records(&msg, 999));
+        let want = match cut {
+            0..=1 => "truncated legacy_version",
+            2..=33 => "truncated random",
+            34..=66 => "truncated legacy_session_id",
+            67..=70 => "truncated cipher_suites",
+            71..=72 => "truncated compression_methods",
+            // Ending right after compression_methods: no extensions, a valid TLS 1.2 hello.
+            73 => {
+                let (hello, _) = parse(&records(&msg, 999));
+                assert!(hello.extensions.is_empty());
+                continue;
+            }
+            _ => "truncated extensions",
+        };
+        assert_eq!(got, Err(HelloError::Malformed(want)), "body cut at {cut}");
+    }
+    // A session id longer than RFC 8446 allows.
+    let mut long_sid = good.clone();
+    long_sid[4 + 34] = 33;
+    assert_eq!(
+        parse_client_hello(&records(&long_sid, 999)),
+        Err(HelloError::Malformed("legacy_session_id longer than 32"))
+    );
+    // Extension framing: a lone byte, then a header whose length runs past the list.
+    for (tail, want) in [
+        (&[0x00][..], "truncated extension header"),
+        (&[0x00, 0x17, 0x00][..], "truncated extension data"),
+        (&[0x00, 0x17, 0x00, 0x01][..], "truncated extension data"),
+    ] {
+        let mut body = good[4..4 + 73].to_vec();
+        body.extend(be16(tail.len()));
+        body.extend(tail);
+        let len = u32::try_from(body.len()).expect("small").to_be_bytes();
+        let mut msg = vec![1, len[1], len[2], len[3]];
+        msg.extend(body);
+        assert_eq!(
+            parse_client_hello(&records(&msg, 999)),
+            Err(HelloError::Malformed(want)),
+            "{tail:02x?}"
+        );
+    }
+}
+
+#[test]
+fn bodies_tls_parser_rejects_leave_their_fields_empty() {
+    // supported_versions reaches tls-parser only when its length byte describes the rest of
+    // the body; otherwise (and for a 2-byte body, which tls-parser would read as the
+    // ServerHello form) the list stays empty and the version falls back to legacy_version.
+    for (body, want) in [
+        (&[4, 3, 4, 3, 3][..], &[0x0304, 0x0303][..]),
+        (&[0][..], &[][..]),
+        (&[1, 3][..], &[][..]),
+        (&[2, 3][..], &[][..]),
+        (&[4, 3, 4][..], &[][..]),
+        (&[2, 3, 4, 3, 3][..], &[][..]),
+        (&[3, 3, 4, 3][..], &[][..]),
+        (&[][..], &[][..]),
+    ] {
+        let exts = [opaque(0x002b, body), opaque(0x1234, &[])];
+        let (hello, _) = parse(&records(&hello_msg(0x0303, &[0x1301], Some(&exts)), 999));
+        assert_eq!(hello.extensions, [0x002b, 0x1234], "{body:02x?}");
+        assert_eq!(hello.supported_versions, want, "{body:02x?}");
+    }
+    // An odd-length supported_groups list, and a point-format list longer than its body.
+    let exts = [
+        opaque(0x000a, &[0, 3, 0, 0x1d, 0]),
+        opaque(0x000b, &[2, 0]),
+        u16_list(0x000d, &[0x0403]),
+    ];
+    let (hello, _) = parse(&records(&hello_msg(0x0303, &[0x1301], Some(&exts)), 999));
+    assert_eq!(hello.extensions, [0x000a, 0x000b, 0x000d]);
+    assert!(hello.supported_groups.is_empty());
+    assert!(hello.ec_point_formats.is_empty());
+    assert_eq!(hello.signature_algorithms, [0x0403]);
+    // A repeated extension: the first one wins, both count.
+    let exts = [sni("first.example"), sni("second.example")];
+    let (hello, _) = parse(&records(&hello_msg(0x0303, &[0x1301], Some(&exts)), 999));
+    assert_eq!(hello.sni.as_deref(), Some("first.example"));
+    assert_eq!(hello.extensions, [0, 0]);
 }
