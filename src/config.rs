@@ -50,6 +50,8 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub evidence: EvidenceSettings,
     /// A separate file holding the `[policy]` table; when set, this file must not have one.
     pub policy_file: Option<PathBuf>,
     /// The `[policy]` table: read and validated by `crate::policy` from the file's text (so
@@ -64,6 +66,43 @@ pub struct Config {
     /// The text this was parsed from, for the policy parser.
     #[serde(skip)]
     pub source_text: String,
+}
+
+/// The rejected-traffic evidence log (`docs/evidence.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceSettings {
+    /// The active JSON-lines file; relative paths resolve against the config file's directory
+    /// (the working directory for the embedded default). Absent: no evidence is written.
+    pub path: Option<PathBuf>,
+    /// Rotate before the file would pass this many bytes (0: never by size).
+    pub max_bytes: u64,
+    /// Rotate a non-empty file this long after it was opened ("0s": never by age).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Rotated files kept; older ones are deleted.
+    pub keep: usize,
+    /// Gzip rotated files.
+    pub compress: bool,
+    /// fdatasync the active file at least this often while it has unsynced data.
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Option<Duration>,
+    /// Records waiting for the writer; beyond it records are dropped and counted.
+    pub queue: usize,
+}
+
+impl Default for EvidenceSettings {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_bytes: 256 * 1024 * 1024,
+            max_age: Duration::from_secs(3600),
+            keep: 24,
+            compress: true,
+            fsync_interval: None,
+            queue: 65_536,
+        }
+    }
 }
 
 /// Where limit counters live.
@@ -355,11 +394,16 @@ impl Config {
                 ));
             }
         }
+        if self.evidence.queue == 0 {
+            out.push("evidence.queue: must be at least 1".into());
+        }
         if self.store.max_keys < 16 {
             out.push("store.max_keys: must be at least 16".into());
         }
         if self.policy_file.is_some() && self.policy.is_some() {
-            out.push("policy_file: this file also has a [policy] table; keep one of the two".into());
+            out.push(
+                "policy_file: this file also has a [policy] table; keep one of the two".into(),
+            );
         }
         let h = &self.headers;
         for (name, v) in [

@@ -7,9 +7,11 @@
 
 pub mod admin;
 pub mod config;
+pub mod evidence;
 pub mod fingerprint;
 pub mod forward;
 pub mod gate;
+pub mod investigate;
 pub mod limit;
 pub mod mock;
 pub mod policy;

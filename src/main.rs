@@ -31,6 +31,8 @@ enum Cmd {
         /// The file to check.
         file: PathBuf,
     },
+    /// Investigate evidence logs: top rules, fingerprints, subnets, account clusters, timeline.
+    Investigate(portcullis::investigate::InvestigateArgs),
     /// Serve the mock model API (Messages JSON + SSE) used by the demo and the tests.
     MockUpstream {
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -195,6 +197,7 @@ fn main() -> Result<()> {
             );
             std::process::exit(1);
         }
+        Cmd::Investigate(args) => portcullis::investigate::cli_main(args),
         Cmd::MockUpstream { listen } => runtime(0)?.block_on(async move {
             let l = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(%listen, "mock model API listening");

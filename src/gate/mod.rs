@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use tracing::debug;
 
+use crate::evidence::{self, DecisionIds, EvidenceLog, HitRecord, Record};
 use crate::forward::body::ProxyBody;
 use crate::forward::error::error_response;
 use crate::limit::{CounterStore, Lease};
@@ -65,6 +66,8 @@ pub struct Gate {
     policy: ArcSwap<ActivePolicy>,
     store: Arc<dyn CounterStore>,
     counters: Counters,
+    evidence: Option<EvidenceLog>,
+    ids: DecisionIds,
 }
 
 struct Counters {
@@ -76,10 +79,16 @@ struct Counters {
 }
 
 impl Gate {
-    pub fn new(active: ActivePolicy, store: Arc<dyn CounterStore>) -> Self {
+    pub fn new(
+        active: ActivePolicy,
+        store: Arc<dyn CounterStore>,
+        evidence: Option<EvidenceLog>,
+    ) -> Self {
         Self {
             policy: ArcSwap::from_pointee(active),
             store,
+            evidence,
+            ids: DecisionIds::new(),
             counters: Counters {
                 allow: metrics::counter!("portcullis_verdicts_total", "verdict" => "allow"),
                 reject: metrics::counter!("portcullis_verdicts_total", "verdict" => "reject"),
@@ -137,7 +146,18 @@ impl Gate {
                     crate::policy::Action::Reject { status } => status,
                     _ => 403,
                 };
-                return Pass::Respond(reject_response(status, None, &hit));
+                let mut resp = reject_response(status, None, &hit);
+                let id = self.record(
+                    &active,
+                    &facts,
+                    info,
+                    req,
+                    evidence::verdict::DENY_LIST,
+                    status,
+                    std::slice::from_ref(&hit),
+                );
+                insert_id(resp.headers_mut(), &id);
+                return Pass::Respond(resp);
             }
         };
         if plan.ops.is_empty() {
@@ -156,14 +176,23 @@ impl Gate {
         let decision: Decision = policy.decide(&plan, &eval);
         for h in &decision.hits {
             // Labels come from the policy file (bounded), never from traffic.
-            let action = match h.action {
-                crate::policy::Action::Reject { .. } => "reject",
-                crate::policy::Action::Flag => "flag",
-                crate::policy::Action::Tarpit(_) => "tarpit",
-            };
-            metrics::counter!("portcullis_rule_hits_total", "rule" => h.rule.to_string(), "action" => action, "shadow" => if h.shadow { "true" } else { "false" }).increment(1);
+            let shadow = if h.shadow { "true" } else { "false" };
+            metrics::counter!("portcullis_rule_hits_total", "rule" => h.rule.to_string(),
+                "action" => action_name(h.action), "shadow" => shadow)
+            .increment(1);
         }
         let mut response_headers = Vec::new();
+        let mut upstream_extra = Vec::new();
+        if !decision.hits.is_empty() {
+            let (kind, status) = match decision.verdict {
+                Verdict::Reject { status, .. } => (evidence::verdict::REJECT, status),
+                Verdict::Tarpit(_) => (evidence::verdict::TARPIT, 200),
+                _ => (evidence::verdict::FLAG, 200),
+            };
+            let id = self.record(&active, &facts, info, req, kind, status, &decision.hits);
+            push(&mut response_headers, evidence::DECISION_ID_HEADER, &id);
+            push(&mut upstream_extra, evidence::DECISION_ID_HEADER, &id);
+        }
         if let Some(rl) = &decision.ratelimit {
             push(&mut response_headers, "ratelimit-policy", &rl.policy);
             push(&mut response_headers, "ratelimit", &rl.ratelimit);
@@ -182,7 +211,7 @@ impl Gate {
                 self.counters.flag.increment(1);
                 Pass::Forward {
                     lease: eval.lease,
-                    upstream_headers: flag_headers(&decision.hits),
+                    upstream_headers: flag_headers(&decision.hits, upstream_extra),
                     response_headers,
                     delay: None,
                 }
@@ -191,7 +220,7 @@ impl Gate {
                 self.counters.tarpit.increment(1);
                 Pass::Forward {
                     lease: eval.lease,
-                    upstream_headers: flag_headers(&decision.hits),
+                    upstream_headers: flag_headers(&decision.hits, upstream_extra),
                     response_headers,
                     delay: Some(d),
                 }
@@ -234,12 +263,91 @@ fn push(out: &mut Vec<(HeaderName, HeaderValue)>, name: &'static str, value: &st
     }
 }
 
-fn flag_headers(hits: &[Hit]) -> Vec<(HeaderName, HeaderValue)> {
+fn flag_headers(
+    hits: &[Hit],
+    mut out: Vec<(HeaderName, HeaderValue)>,
+) -> Vec<(HeaderName, HeaderValue)> {
     let mut names: Vec<&str> = hits.iter().map(|h| &*h.rule).collect();
     names.dedup();
-    let mut out = Vec::new();
     push(&mut out, FLAG_HEADER, &names.join(","));
     out
+}
+
+fn insert_id(h: &mut http::HeaderMap, id: &str) {
+    if let Ok(v) = HeaderValue::try_from(id) {
+        h.insert(HeaderName::from_static(evidence::DECISION_ID_HEADER), v);
+    }
+}
+
+fn action_name(a: crate::policy::Action) -> &'static str {
+    match a {
+        crate::policy::Action::Reject { .. } => "reject",
+        crate::policy::Action::Flag => "flag",
+        crate::policy::Action::Tarpit(_) => "tarpit",
+    }
+}
+
+impl Gate {
+    /// Writes one evidence record (if a log is configured) and returns its decision id.
+    #[allow(clippy::too_many_arguments)]
+    fn record<B>(
+        &self,
+        active: &ActivePolicy,
+        facts: &RequestFacts<'_>,
+        info: &ConnInfo,
+        req: &Request<B>,
+        verdict: &str,
+        status: u16,
+        hits: &[Hit],
+    ) -> String {
+        let id = self.ids.next_id();
+        let Some(log) = &self.evidence else { return id };
+        let policy = &active.policy;
+        let ip = crate::policy::identity::canonical_ip(facts.ip);
+        let prefix = policy.identity().default_prefix(ip);
+        let tls = info.tls.as_ref();
+        let text = |v: &HeaderValue| v.to_str().ok().map(str::to_string);
+        log.record(Record {
+            v: evidence::SCHEMA_VERSION,
+            ts: evidence::timestamp(std::time::SystemTime::now()),
+            decision_id: id.clone(),
+            policy_version: policy.version().to_string(),
+            verdict: verdict.to_string(),
+            peer: ip.to_string(),
+            subnet: crate::policy::identity::subnet(ip, prefix).to_string(),
+            account: facts.account.map(|a| a.to_string()),
+            sni: tls.and_then(|t| t.sni.clone()),
+            alpn: tls.and_then(|t| t.alpn.clone()),
+            ja3: tls.and_then(|t| text(&t.ja3)),
+            ja3_hash: tls.and_then(|t| text(&t.ja3_hash)),
+            ja4: tls.and_then(|t| text(&t.ja4)),
+            ja4_r: tls.and_then(|t| text(&t.ja4_r)),
+            header_fp: None,
+            h2_fp: None,
+            user_agent: facts.user_agent.map(str::to_string),
+            method: req.method().as_str().to_string(),
+            path: req.uri().path().to_string(),
+            status,
+            hits: hits
+                .iter()
+                .map(|h| HitRecord {
+                    rule: h.rule.to_string(),
+                    layer_key: h.layer_key.clone(),
+                    current: h.current,
+                    limit: h.limit,
+                    action: action_name(h.action).to_string(),
+                    shadow: h.shadow,
+                    retry_after_ms: u64::try_from(h.retry_after.as_millis()).unwrap_or(u64::MAX),
+                })
+                .collect(),
+        });
+        id
+    }
+
+    /// The evidence log, for graceful shutdown.
+    pub fn evidence(&self) -> Option<&EvidenceLog> {
+        self.evidence.as_ref()
+    }
 }
 
 fn status_code(s: u16) -> StatusCode {

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::config::{Config, StoreKind};
+use crate::evidence::{EvidenceConfig, EvidenceLog, EvidenceWriter};
 use crate::forward::{ForwardSetupError, Forwarder};
 use crate::gate::{reload, Gate};
 use crate::limit::local::{LocalBounds, LocalStore};
@@ -35,6 +36,11 @@ pub enum ServerError {
     Tls(#[from] tls::TlsSetupError),
     #[error(transparent)]
     Forward(#[from] ForwardSetupError),
+    #[error("evidence.path {path}: {source}")]
+    Evidence {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid policy:\n{}", .0.join("\n"))]
     Policy(Vec<String>),
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -102,6 +108,7 @@ fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
 /// A bound, not yet running proxy.
 pub struct Proxy {
     shared: Arc<Shared>,
+    evidence_writer: Option<EvidenceWriter>,
     tls_listener: TcpListener,
     plain_listener: Option<TcpListener>,
     admin_listener: Option<TcpListener>,
@@ -127,7 +134,28 @@ impl Proxy {
                 },
             )),
         };
-        let gate = Arc::new(Gate::new(active, store));
+        let (evidence, evidence_writer) = match &cfg.evidence.path {
+            Some(p) => {
+                let e = &cfg.evidence;
+                let ecfg = EvidenceConfig {
+                    path: cfg.resolve(p),
+                    max_bytes: e.max_bytes,
+                    max_age: e.max_age,
+                    keep: e.keep,
+                    compress: e.compress,
+                    fsync_interval: e.fsync_interval,
+                    queue: e.queue,
+                };
+                let (log, writer) =
+                    EvidenceLog::start(ecfg).map_err(|source| ServerError::Evidence {
+                        path: cfg.resolve(p).display().to_string(),
+                        source,
+                    })?;
+                (Some(log), Some(writer))
+            }
+            None => (None, None),
+        };
+        let gate = Arc::new(Gate::new(active, store, evidence));
         let forwarder = Forwarder::new(&cfg)?;
         let tls_listener = bind("server.listen", cfg.server.listen).await?;
         let plain_listener = match cfg.server.plain_listen {
@@ -151,6 +179,7 @@ impl Proxy {
         };
         Ok(Self {
             shared: Arc::new(shared),
+            evidence_writer,
             tls_listener,
             plain_listener,
             admin_listener,
@@ -178,7 +207,7 @@ impl Proxy {
     }
 
     /// Serves until `shutdown` resolves, then drains gracefully.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let max = self.shared.cfg.server.max_connections;
         let limit = Arc::new(Semaphore::new(max));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -187,6 +216,8 @@ impl Proxy {
             store: self.shared.gate.store().clone(),
         });
         let mut tasks = tokio::task::JoinSet::new();
+        // The evidence writer is not in `tasks`: it must outlive the drain to flush.
+        let writer = self.evidence_writer.take().map(|w| tokio::spawn(w.run()));
         info!(listen = %self.local_addr(), upstream = %self.shared.cfg.upstream.url, "portcullis serving");
         tasks.spawn(accept_loop(
             self.shared.clone(),
@@ -225,6 +256,17 @@ impl Proxy {
             Err(_) => warn!(grace = ?grace, "shutdown grace elapsed with connections still open"),
         }
         tasks.abort_all();
+        if let Some(log) = self.shared.gate.evidence() {
+            log.shutdown().await;
+            info!(
+                written = log.written(),
+                dropped = log.dropped(),
+                "evidence flushed"
+            );
+        }
+        if let Some(w) = writer {
+            let _ = w.await;
+        }
     }
 }
 

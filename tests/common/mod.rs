@@ -75,6 +75,8 @@ pub fn with_policy(mut cfg: Config, policy_toml: &str) -> Config {
 /// A test config that keeps the embedded default's policy (config.toml's example policy).
 pub fn default_policy_config(upstream: SocketAddr) -> Config {
     let mut cfg = Config::embedded_default().expect("embedded config");
+    // Tests that want evidence set a temporary path themselves.
+    cfg.evidence.path = None;
     cfg.server.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.admin.listen = Some("127.0.0.1:0".parse().expect("addr"));
     cfg.upstream.url = format!("http://{upstream}");

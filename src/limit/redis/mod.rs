@@ -1,0 +1,533 @@
+//! The fleet-wide counter store: every proxy of a fleet keeps its limits in one Redis
+//! (standalone or Cluster), so a limit of N holds across the fleet, not per proxy.
+//!
+//! It sits behind [`CounterStore`] exactly like [`LocalStore`](crate::limit::local::LocalStore)
+//! and gives the same [`Outcome`]s for the same sequence of requests (distinct counts within the
+//! HyperLogLog error), so the gate cannot tell them apart. docs/redis.md is the operator's view.
+//!
+//! # One round trip
+//! [`RedisStore::evaluate`](CounterStore::evaluate) sends one `EVALSHA` of `evaluate.lua` with
+//! every op of the request. The script reads the server's clock (`TIME`; Redis 7 replicates
+//! scripts by effects, so this is allowed), checks every op without writing, and only if no
+//! enforcing op is denied charges them all — the same two passes as LocalStore, so the request
+//! is all or nothing. The scripts are loaded (`SCRIPT LOAD`) on every new connection; a
+//! `NOSCRIPT` reply (a `SCRIPT FLUSH`, a failover) loads it again and retries once.
+//! - **Rate**: GCRA, the TAT in integer µs under `…:r:<emission ns>:<burst>`, expiring when the
+//!   key would be fresh again.
+//! - **Concurrency**: a ZSET of lease members scored by their expiry; live = score > now.
+//!   Releasing a [`Lease`] spawns a `ZREM` (through `undo.lua`) on the tokio runtime, off the
+//!   decision path; without a runtime the release is skipped and the lease expires after
+//!   `lease_ttl`. A request that outlives `lease_ttl` (a long stream) frees its slot early.
+//!   A call that fails or is cancelled after it was sent releases its leases the same way, on
+//!   the same connection (so after the script, if the script ran).
+//! - **Distinct**: one HyperLogLog per bucket of 1/6 window, as LocalStore's epochs; the count
+//!   is `PFCOUNT` of the merge of the live buckets, "present" is `PFADD` into that merge
+//!   returning 0 (the merge is a scratch key deleted by the same script).
+//!
+//! # Redis Cluster
+//! Keys are hash-tagged per layer key, so a layer's keys share a slot. Ops are grouped by slot
+//! and the groups' scripts run in parallel (one round trip of wall time). Each group is all or
+//! nothing; across groups the request is not atomic: when one group blocks the request, the
+//! groups that charged are given back best effort by `undo.lua` — rate TATs moved back by
+//! cost × emission, concurrency leases removed — while distinct members stay recorded (an HLL
+//! cannot forget one member; the over-count is at most the blocked requests' members). Two
+//! requests racing between the groups can each see the other's charge for that moment.
+//!
+//! # Over-limit cache
+//! Enforcing denials are remembered locally (see `cache.rs`); a request with an enforcing op
+//! in the cache is answered `blocked` without a Redis call. Its other ops are reported as not
+//! asked: `Allowed` with the limit's full size and a zero reset.
+//!
+//! # Failures
+//! Every call is bounded by `timeout` (`StoreError::Timeout`); connection trouble is
+//! `StoreError::Unavailable`, and while no connection is up calls fail at once (see
+//! `conn.rs`). A call that timed out may still have run: its rate and distinct charges stand
+//! (an over-charge, never an over-admission), its leases are released. The gate decides per
+//! rule what an error means (open, closed, local budget).
+
+mod cache;
+mod conn;
+mod script;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use redis::{ErrorKind, Value};
+use smallvec::SmallVec;
+
+use super::{BoxFuture, CounterStore, Evaluation, Lease, Op, OpSpec, Outcome, StoreError};
+use cache::OverLimitCache;
+use conn::{Backend, Conn, Failure, Live};
+use script::{Sent, Undo};
+
+/// How long a lease release or refund may take (off the decision path).
+const UNDO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where the Redis store connects and how it behaves (`[store]` in config.toml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db` (standalone). Ignored when `cluster` is set.
+    pub url: String,
+    /// Seed node URLs; non-empty selects Redis Cluster.
+    pub cluster: Vec<String>,
+    /// Bound on each call; past it the call fails with `StoreError::Timeout`.
+    pub timeout: Duration,
+    /// Prepended to every key (no `{` or `}`).
+    pub key_prefix: String,
+    /// How long a concurrency lease lives if its proxy never releases it.
+    pub lease_ttl: Duration,
+    /// Entries of the over-limit cache (0 disables it).
+    pub over_limit_cache: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/0".into(),
+            cluster: Vec::new(),
+            timeout: Duration::from_millis(20),
+            key_prefix: "pc:".into(),
+            lease_ttl: Duration::from_secs(300),
+            over_limit_cache: 10_000,
+        }
+    }
+}
+
+/// The Redis [`CounterStore`] (see the module docs).
+pub struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    backend: Arc<Backend>,
+    prefix: String,
+    lease_ttl: Duration,
+    cache: OverLimitCache,
+    eval_sha: String,
+    undo_sha: String,
+    /// Lease members are `<base><seq>:<op index>` in hex: unique across a fleet.
+    lease_base: u64,
+    lease_seq: AtomicU64,
+    metrics: Metrics,
+}
+
+struct Metrics {
+    seconds: metrics::Histogram,
+    cache_hits: metrics::Counter,
+    errors: [metrics::Counter; 5],
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let e =
+            |kind: &'static str| metrics::counter!("portcullis_store_errors_total", "kind" => kind);
+        Self {
+            seconds: metrics::histogram!("portcullis_store_seconds"),
+            cache_hits: metrics::counter!("portcullis_store_cache_hits_total"),
+            errors: [
+                e(Failure::Timeout.label()),
+                e(Failure::Connection.label()),
+                e(Failure::Server.label()),
+                e(Failure::Reply.label()),
+                e(Failure::Down.label()),
+            ],
+        }
+    }
+
+    fn error(&self, f: Failure) {
+        let i = match f {
+            Failure::Timeout => 0,
+            Failure::Connection => 1,
+            Failure::Server => 2,
+            Failure::Reply => 3,
+            Failure::Down => 4,
+        };
+        self.errors[i].increment(1);
+    }
+}
+
+/// One group's answer: its outcomes (group order) and the leases it took.
+struct GroupAnswer {
+    outcomes: Vec<Outcome>,
+    pending: PendingUndo,
+}
+
+type GroupResult = Result<GroupAnswer, (Failure, String)>;
+
+impl RedisStore {
+    /// Connects to Redis. Never waits past about one second: if Redis is down, the store
+    /// starts down (calls fail at once with `Unavailable`) and reconnects in the background,
+    /// so the proxy starts and serves with each rule's failure mode. Errors only on a bad
+    /// configuration (URL, key prefix). Needs a tokio runtime.
+    pub async fn connect(cfg: &RedisConfig) -> Result<RedisStore, StoreError> {
+        Self::connect_pooled(cfg, conn::POOL).await
+    }
+
+    /// [`RedisStore::connect`] with `connections` multiplexed connections (standalone), for
+    /// the connection-strategy bench.
+    #[doc(hidden)]
+    pub async fn connect_pooled(
+        cfg: &RedisConfig,
+        connections: usize,
+    ) -> Result<RedisStore, StoreError> {
+        if cfg.key_prefix.contains(['{', '}']) {
+            return Err(StoreError::Unavailable(
+                "store key_prefix must not contain '{' or '}'".into(),
+            ));
+        }
+        let eval = redis::Script::new(script::EVALUATE);
+        let undo = redis::Script::new(script::UNDO);
+        let timeout = cfg.timeout.max(Duration::from_millis(1));
+        let backend = Backend::start(
+            &cfg.url,
+            &cfg.cluster,
+            connections,
+            timeout,
+            vec![script::EVALUATE, script::UNDO],
+        )
+        .await?;
+        let rs = std::collections::hash_map::RandomState::new();
+        let lease_base = std::hash::BuildHasher::hash_one(&rs, 0x6c_6561_7365_u64);
+        Ok(RedisStore {
+            shared: Arc::new(Shared {
+                backend,
+                prefix: cfg.key_prefix.clone(),
+                lease_ttl: cfg.lease_ttl.max(Duration::from_millis(1)),
+                cache: OverLimitCache::new(cfg.over_limit_cache),
+                eval_sha: eval.get_hash().to_owned(),
+                undo_sha: undo.get_hash().to_owned(),
+                lease_base,
+                lease_seq: AtomicU64::new(0),
+                metrics: Metrics::new(),
+            }),
+        })
+    }
+
+    /// Whether the last calls reached Redis (for readiness and tests).
+    pub fn is_up(&self) -> bool {
+        self.shared.backend.is_up()
+    }
+
+    async fn evaluate_inner(&self, ops: &[OpSpec]) -> Result<Evaluation, StoreError> {
+        let sh = &self.shared;
+        let sent_at = Instant::now();
+        if let Some(hits) = sh.cache.lookup(ops, sent_at) {
+            sh.metrics.cache_hits.increment(1);
+            let outcomes = ops
+                .iter()
+                .zip(hits)
+                .map(|(spec, hit)| hit.unwrap_or_else(|| unasked(&spec.op)))
+                .collect();
+            return Ok(Evaluation {
+                outcomes,
+                blocked: true,
+                lease: Lease::none(),
+            });
+        }
+
+        let mut outcomes: Vec<Option<Outcome>> = ops
+            .iter()
+            .map(|s| script::answered_locally(&s.op))
+            .collect();
+        let groups = self.plan(ops, &outcomes);
+        if groups.is_empty() {
+            return Ok(Evaluation {
+                outcomes: outcomes.into_iter().flatten().collect(),
+                blocked: false,
+                lease: Lease::none(),
+            });
+        }
+        let results: Vec<GroupResult> = match groups.as_slice() {
+            [one] => vec![sh.call(ops, one).await],
+            many => futures_util::future::join_all(many.iter().map(|g| sh.call(ops, g))).await,
+        };
+        sh.metrics.seconds.record(sent_at.elapsed().as_secs_f64());
+
+        // Place the outcomes; find whether the request is blocked, and by which groups.
+        let mut failure = None;
+        let mut blocked = false;
+        let mut answers = Vec::with_capacity(results.len());
+        for (group, result) in groups.iter().zip(results) {
+            match result {
+                Ok(answer) => {
+                    let mut self_blocked = false;
+                    for (s, o) in group.iter().zip(&answer.outcomes) {
+                        let enforce = ops.get(s.index).is_some_and(|spec| spec.enforce);
+                        self_blocked |= enforce && o.is_denied();
+                        if let Some(slot) = outcomes.get_mut(s.index) {
+                            *slot = Some(*o);
+                        }
+                    }
+                    blocked |= self_blocked;
+                    answers.push((group, answer, self_blocked));
+                }
+                Err(f) => {
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+        // A group that blocked charged nothing; when the request is blocked (or failed)
+        // elsewhere, the groups that charged are given back (Cluster only; see module docs).
+        let mut lease_entries = Vec::new();
+        for (group, mut answer, self_blocked) in answers {
+            let entries = answer.pending.disarm();
+            if self_blocked {
+                continue;
+            }
+            if blocked || failure.is_some() {
+                let mut undo = entries;
+                for (s, o) in group.iter().zip(&answer.outcomes) {
+                    let Some(spec) = ops.get(s.index) else {
+                        continue;
+                    };
+                    if let (false, Some(micros)) = (o.is_denied(), script::refund_micros(&spec.op))
+                    {
+                        undo.push(Undo::Refund {
+                            key: s.key.clone(),
+                            micros,
+                        });
+                    }
+                }
+                sh.spawn_undo(None, undo);
+            } else if !entries.is_empty() {
+                lease_entries.push(entries);
+            }
+        }
+        if let Some((f, detail)) = failure {
+            sh.metrics.error(f);
+            return Err(f.error(&detail));
+        }
+        for (spec, o) in ops.iter().zip(&outcomes) {
+            if let (true, Some(o)) = (spec.enforce, o) {
+                sh.cache.insert(&spec.op, o, sent_at);
+            }
+        }
+        let lease = if lease_entries.is_empty() {
+            Lease::none()
+        } else {
+            let weak: Weak<Shared> = Arc::downgrade(&self.shared);
+            Lease::new(move || {
+                if let Some(sh) = weak.upgrade() {
+                    for entries in lease_entries {
+                        sh.spawn_undo(None, entries);
+                    }
+                }
+            })
+        };
+        Ok(Evaluation {
+            // Every op has an outcome: answered locally, or by its group (all groups Ok here).
+            outcomes: outcomes
+                .into_iter()
+                .zip(ops)
+                .map(|(o, spec)| o.unwrap_or_else(|| unasked(&spec.op)))
+                .collect(),
+            blocked,
+            lease,
+        })
+    }
+
+    /// The ops that need Redis, grouped: one group on standalone, one per slot on Cluster.
+    fn plan(&self, ops: &[OpSpec], answered: &[Option<Outcome>]) -> SmallVec<[Vec<Sent>; 4]> {
+        let sh = &self.shared;
+        let cluster = sh.backend.is_cluster();
+        let mut groups: SmallVec<[(u16, Vec<Sent>); 4]> = SmallVec::new();
+        let mut lease_id = None;
+        for (index, spec) in ops.iter().enumerate() {
+            if answered.get(index).is_some_and(Option::is_some) {
+                continue;
+            }
+            let key = script::op_key(&sh.prefix, &spec.op);
+            let lease = matches!(spec.op, Op::Concurrency { .. }).then(|| {
+                let id =
+                    *lease_id.get_or_insert_with(|| sh.lease_seq.fetch_add(1, Ordering::Relaxed));
+                format!("{:016x}{id:016x}:{index}", sh.lease_base)
+            });
+            let slot = if cluster {
+                script::slot(key.as_bytes())
+            } else {
+                0
+            };
+            let sent = Sent { index, key, lease };
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, g)) => g.push(sent),
+                None => groups.push((slot, vec![sent])),
+            }
+        }
+        groups.into_iter().map(|(_, g)| g).collect()
+    }
+}
+
+impl Shared {
+    /// One group's script call, bounded by the timeout.
+    async fn call(self: &Arc<Self>, ops: &[OpSpec], group: &[Sent]) -> GroupResult {
+        let (i, live) = match self.backend.get() {
+            Ok(c) => c,
+            Err(f) => {
+                self.backend.failed(None, f, "no connection");
+                return Err((f, "no connection".into()));
+            }
+        };
+        let mut conn: Conn = (*live).clone();
+        // Armed until the answer is in: a timeout or a cancelled call releases its leases.
+        let mut pending = PendingUndo {
+            shared: Arc::downgrade(self),
+            conn: Some(conn.clone()),
+            entries: group
+                .iter()
+                .filter_map(|s| {
+                    s.lease.as_ref().map(|m| Undo::Lease {
+                        key: s.key.clone(),
+                        member: m.clone(),
+                    })
+                })
+                .collect(),
+        };
+        let cmd = script::eval_cmd(&self.eval_sha, ops, group, self.lease_ttl);
+        let call = async {
+            match conn.query(&cmd).await {
+                Err(e) if e.kind() == ErrorKind::NoScriptError => {
+                    conn.query(redis::cmd("SCRIPT").arg("LOAD").arg(script::EVALUATE))
+                        .await?;
+                    conn.query(&cmd).await
+                }
+                other => other,
+            }
+        };
+        let reply: Result<Value, (Failure, String)> =
+            match tokio::time::timeout(self.backend.timeout(), call).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err((Failure::classify(&e), e.to_string())),
+                Err(_) => Err((Failure::Timeout, "timed out".into())),
+            };
+        let result = reply.and_then(|v| {
+            script::decode(&v, ops, group).map_err(|e| (Failure::Reply, e.to_string()))
+        });
+        match result {
+            Ok(outcomes) => {
+                self.backend.succeeded();
+                Ok(GroupAnswer {
+                    outcomes,
+                    pending: std::mem::take(&mut pending),
+                })
+            }
+            Err((f, detail)) => {
+                self.backend.failed(Some((i, &live)), f, &detail);
+                // `pending` drops armed here: the leases are released on `conn`.
+                Err((f, detail))
+            }
+        }
+    }
+
+    /// Sends undo entries off the decision path (on `conn`, or the current connection),
+    /// one call per slot. Skipped without a tokio runtime: the entries then expire.
+    fn spawn_undo(self: &Arc<Self>, conn: Option<Conn>, entries: Vec<Undo>) {
+        if entries.is_empty() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let sh = Arc::clone(self);
+        handle.spawn(async move {
+            let mut conn = match conn {
+                Some(c) => c,
+                None => match sh.backend.get() {
+                    Ok((_, live)) => Live::unwrap_or_clone(live),
+                    Err(_) => return,
+                },
+            };
+            let mut by_slot: SmallVec<[(u16, Vec<Undo>); 4]> = SmallVec::new();
+            let cluster = sh.backend.is_cluster();
+            for e in entries {
+                let slot = if cluster {
+                    script::slot(e.key().as_bytes())
+                } else {
+                    0
+                };
+                match by_slot.iter_mut().find(|(s, _)| *s == slot) {
+                    Some((_, v)) => v.push(e),
+                    None => by_slot.push((slot, vec![e])),
+                }
+            }
+            for (_, entries) in by_slot {
+                let cmd = script::undo_cmd(&sh.undo_sha, &entries);
+                let send = async {
+                    match conn.query(&cmd).await {
+                        Err(e) if e.kind() == ErrorKind::NoScriptError => {
+                            conn.query(redis::cmd("SCRIPT").arg("LOAD").arg(script::UNDO))
+                                .await?;
+                            conn.query(&cmd).await
+                        }
+                        other => other,
+                    }
+                };
+                // Best effort: a lost release expires with the lease TTL.
+                let _ = tokio::time::timeout(UNDO_TIMEOUT, send).await;
+            }
+        });
+    }
+}
+
+/// Undo entries that are sent when dropped armed (a call that failed or was cancelled).
+#[derive(Default)]
+struct PendingUndo {
+    shared: Weak<Shared>,
+    conn: Option<Conn>,
+    entries: Vec<Undo>,
+}
+
+impl PendingUndo {
+    /// Take the entries; nothing is sent on drop.
+    fn disarm(&mut self) -> Vec<Undo> {
+        self.conn = None;
+        std::mem::take(&mut self.entries)
+    }
+}
+
+impl Drop for PendingUndo {
+    fn drop(&mut self) {
+        if self.entries.is_empty() {
+            return;
+        }
+        if let Some(sh) = self.shared.upgrade() {
+            sh.spawn_undo(self.conn.take(), std::mem::take(&mut self.entries));
+        }
+    }
+}
+
+/// The outcome reported for an op the store did not ask Redis about (the request was
+/// blocked by the over-limit cache): allowed, the limit's full size, zero reset.
+fn unasked(op: &Op) -> Outcome {
+    if let Some(o) = script::answered_locally(op) {
+        return o;
+    }
+    let remaining = match op {
+        Op::Rate { rate, .. } => u64::from(rate.burst.max(1)),
+        Op::Concurrency { max, .. } | Op::Distinct { max, .. } => u64::from(*max),
+    };
+    Outcome::Allowed {
+        remaining,
+        reset: Duration::ZERO,
+    }
+}
+
+impl CounterStore for RedisStore {
+    fn evaluate<'a>(&'a self, ops: &'a [OpSpec]) -> BoxFuture<'a, Result<Evaluation, StoreError>> {
+        Box::pin(self.evaluate_inner(ops))
+    }
+
+    /// Entries of the over-limit cache (the only per-key state this process holds).
+    fn resident_keys(&self) -> usize {
+        self.shared.cache.len()
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("cluster", &self.shared.backend.is_cluster())
+            .field("up", &self.shared.backend.is_up())
+            .finish_non_exhaustive()
+    }
+}
