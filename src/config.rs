@@ -2,7 +2,7 @@
 //! `[admin]` tables of `config.toml`.
 //!
 //! Two stages, as everywhere in portcullis: serde reads raw structs (unknown keys rejected),
-//! then [`Config::validate`] checks what serde cannot (addresses, URLs, files, ranges) and
+//! then [`Config::problems`] checks what serde cannot (addresses, URLs, files, ranges) and
 //! reports every problem at once with its TOML path. The embedded default is the repository's
 //! own `config.toml`, so `portcullis run` with no file behaves exactly like the documented file.
 

@@ -1,6 +1,6 @@
 //! Folding records into aggregates as they stream past.
 //!
-//! Strings are interned once ([`Interner`]: the index in an `IndexSet` is the id), and every
+//! Strings are interned once (`Interner`: the index in an `IndexSet` is the id), and every
 //! per-key table is a `Vec` indexed by id or a map from a packed `(key id, account id)` pair to a
 //! count. Memory is proportional to the distinct keys and distinct (key, account) pairs, not to
 //! the number of records.
