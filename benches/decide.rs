@@ -129,29 +129,6 @@ fn bench_policy(c: &mut Criterion, name: &str, p: &Policy, want_ops: usize) {
 }
 
 fn benches(c: &mut Criterion) {
-    if let Ok(n) = std::env::var("FIXED") {
-        let n: u64 = n.parse().unwrap();
-        let p = policy(TEN_LAYERS);
-        let facts = RequestFacts {
-            account: Some(account_id(b"bench-secret", "sk-bench-0001")),
-            ip: "203.0.113.77".parse().expect("literal address"),
-            ja3_hash: Some("e7d705a3286e19ea42f587b344ee6865"),
-            ja4: Some("t13d1516h2_8daaf6152771_e5627efa2ab1"),
-            method: "POST",
-            path: "/v1/messages",
-            user_agent: Some("python-httpx/0.27.0"),
-        };
-        let eval = all_allowed(10);
-        let mode = std::env::var("MODE").unwrap_or_default();
-        for _ in 0..n {
-            let plan = black_box(&p).plan(black_box(&facts)).expect("x");
-            if mode == "both" {
-                black_box(p.decide(&plan, black_box(&eval)));
-            }
-            black_box(plan);
-        }
-        std::process::exit(0);
-    }
     bench_policy(c, "ten_layers", &policy(TEN_LAYERS), 10);
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

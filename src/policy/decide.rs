@@ -413,6 +413,7 @@ impl Policy {
 }
 
 impl Plan {
+    #[inline]
     fn push(&mut self, op: Op, enforce: bool, rule: u32, window: u8) {
         self.ops.push(OpSpec { op, enforce });
         self.origins.push(Origin { rule, window });
@@ -502,8 +503,15 @@ fn push_value(key: &mut String, value: Option<&str>) {
     }
 }
 
+/// Octets, prefix lengths and window numbers: at most three digits, pushed directly.
 fn push_u8(out: &mut String, n: u8) {
-    push_u64(out, u64::from(n));
+    if n >= 100 {
+        out.push(char::from(b'0' + n / 100));
+    }
+    if n >= 10 {
+        out.push(char::from(b'0' + n / 10 % 10));
+    }
+    out.push(char::from(b'0' + n % 10));
 }
 
 /// Decimal digits without the formatting machinery.

@@ -303,12 +303,26 @@ impl CountOf {
 /// One window of a rate rule: `count` per `period`, GCRA with `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateWindow {
-    pub(crate) count: NonZeroU32,
-    pub(crate) period: Duration,
-    pub(crate) burst: NonZeroU32,
+    count: NonZeroU32,
+    period: Duration,
+    burst: NonZeroU32,
+    /// Precomputed: every request with this window needs it.
+    rate: limit::Rate,
 }
 
 impl RateWindow {
+    pub(crate) fn new(count: NonZeroU32, period: Duration, burst: NonZeroU32) -> Self {
+        let rate = limit::Rate {
+            emission: period / count.get(),
+            burst: burst.get(),
+        };
+        Self {
+            count,
+            period,
+            burst,
+            rate,
+        }
+    }
     pub fn count(&self) -> NonZeroU32 {
         self.count
     }
@@ -320,10 +334,7 @@ impl RateWindow {
     }
     /// The GCRA parameters for the store: one unit every `period / count`.
     pub fn rate(&self) -> limit::Rate {
-        limit::Rate {
-            emission: self.period / self.count.get(),
-            burst: self.burst.get(),
-        }
+        self.rate
     }
 }
 

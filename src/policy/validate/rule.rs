@@ -281,7 +281,7 @@ fn limit(r: &RawRule, key: &[KeyPart], ctx: &mut Ctx) -> Option<Limit> {
             let windows = windows?;
             let mut out: Vec<RateWindow> = Vec::with_capacity(windows.len());
             for (i, (count, period, v)) in windows.into_iter().enumerate() {
-                if out.iter().any(|w| w.period == period) {
+                if out.iter().any(|w| w.period() == period) {
                     let msg = format!("two windows of {} on one rule", fmt_dur(period));
                     v.issue(ctx, msg, Some("give each window its own period".into()));
                     continue;
@@ -291,11 +291,7 @@ fn limit(r: &RawRule, key: &[KeyPart], ctx: &mut Ctx) -> Option<Limit> {
                 } else {
                     count
                 };
-                out.push(RateWindow {
-                    count,
-                    period,
-                    burst,
-                });
+                out.push(RateWindow::new(count, period, burst));
             }
             if r.burst.is_some() && burst.is_none() {
                 return None;
