@@ -109,17 +109,71 @@ impl Default for EvidenceSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `local`: in this process's memory (the embedded default).
+    /// `local`: in this process's memory (the embedded default); `redis`: shared by the fleet.
     pub kind: StoreKind,
-    /// Most keys held per map kind (rate, concurrency, distinct) by the local store; beyond it
-    /// the least recently used fresh-equivalent entries are evicted (docs/policy.md).
+    /// Most keys held per map kind (rate, concurrency, distinct) by the local store (and by
+    /// the local fallback budget); beyond it the least recently used fresh-equivalent entries
+    /// are evicted (docs/policy.md).
     pub max_keys: usize,
+    /// Proxies sharing the Redis counters. When Redis fails, a rule with
+    /// `on_store_error = "local"` falls back to its limits divided by this number.
+    pub fleet_size: u32,
+    /// The Redis connection (`kind = "redis"`).
+    pub redis: RedisSettings,
+}
+
+/// `[store.redis]`: see docs/redis.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port/db` (standalone).
+    pub url: String,
+    /// Seed node URLs; non-empty selects Redis Cluster (`url` is then ignored).
+    pub cluster: Vec<String>,
+    /// Bound on each call; a request never waits longer for the counters.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Prepended to every key.
+    pub key_prefix: String,
+    /// How long a concurrency lease lives if its proxy dies mid-request.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Keys remembered locally as over their limit (no Redis call for them); 0 disables.
+    pub over_limit_cache: usize,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        let d = crate::limit::redis::RedisConfig::default();
+        Self {
+            url: d.url,
+            cluster: d.cluster,
+            timeout: d.timeout,
+            key_prefix: d.key_prefix,
+            lease_ttl: d.lease_ttl,
+            over_limit_cache: d.over_limit_cache,
+        }
+    }
+}
+
+impl RedisSettings {
+    pub fn to_store_config(&self) -> crate::limit::redis::RedisConfig {
+        crate::limit::redis::RedisConfig {
+            url: self.url.clone(),
+            cluster: self.cluster.clone(),
+            timeout: self.timeout,
+            key_prefix: self.key_prefix.clone(),
+            lease_ttl: self.lease_ttl,
+            over_limit_cache: self.over_limit_cache,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreKind {
     Local,
+    Redis,
 }
 
 impl Default for StoreConfig {
@@ -127,6 +181,8 @@ impl Default for StoreConfig {
         Self {
             kind: StoreKind::Local,
             max_keys: 100_000,
+            fleet_size: 1,
+            redis: RedisSettings::default(),
         }
     }
 }
@@ -396,6 +452,12 @@ impl Config {
         }
         if self.evidence.queue == 0 {
             out.push("evidence.queue: must be at least 1".into());
+        }
+        if self.store.fleet_size == 0 {
+            out.push("store.fleet_size: must be at least 1".into());
+        }
+        if self.store.redis.timeout.is_zero() || self.store.redis.timeout > Duration::from_secs(1) {
+            out.push("store.redis.timeout: between 1ms and 1s (e.g. \"20ms\")".into());
         }
         if self.store.max_keys < 16 {
             out.push("store.max_keys: must be at least 16".into());

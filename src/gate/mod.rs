@@ -65,6 +65,8 @@ pub const FLAG_HEADER: &str = "x-portcullis-flags";
 pub struct Gate {
     policy: ArcSwap<ActivePolicy>,
     store: Arc<dyn CounterStore>,
+    /// Where `on_store_error = "local"` rules are enforced while the shared store fails.
+    fallback: Option<Fallback>,
     counters: Counters,
     evidence: Option<EvidenceLog>,
     ids: DecisionIds,
@@ -82,11 +84,13 @@ impl Gate {
     pub fn new(
         active: ActivePolicy,
         store: Arc<dyn CounterStore>,
+        fallback: Option<Fallback>,
         evidence: Option<EvidenceLog>,
     ) -> Self {
         Self {
             policy: ArcSwap::from_pointee(active),
             store,
+            fallback,
             evidence,
             ids: DecisionIds::new(),
             counters: Counters {
@@ -94,7 +98,7 @@ impl Gate {
                 reject: metrics::counter!("portcullis_verdicts_total", "verdict" => "reject"),
                 flag: metrics::counter!("portcullis_verdicts_total", "verdict" => "flag"),
                 tarpit: metrics::counter!("portcullis_verdicts_total", "verdict" => "tarpit"),
-                store_errors: metrics::counter!("portcullis_store_errors_total"),
+                store_errors: metrics::counter!("portcullis_gate_store_failures_total"),
             },
         }
     }
@@ -167,10 +171,20 @@ impl Gate {
         let eval = match self.store.evaluate(&plan.ops).await {
             Ok(e) => e,
             Err(e) => {
-                // Fail open until per-rule failure modes exist (Redis issue).
                 self.counters.store_errors.increment(1);
-                debug!(error = %e, "counter store error; failing open");
-                return forward_plain();
+                debug!(error = %e, "counter store error; applying each rule's on_store_error");
+                match self.on_store_error(policy, &plan).await {
+                    StoreFailure::Evaluated(e) => e,
+                    StoreFailure::Open => return forward_plain(),
+                    StoreFailure::Closed => {
+                        self.counters.reject.increment(1);
+                        return Pass::Respond(error_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "overloaded_error",
+                            "Rate limiting is temporarily unavailable. Please retry.",
+                        ));
+                    }
+                }
             }
         };
         let decision: Decision = policy.decide(&plan, &eval);
@@ -245,6 +259,115 @@ impl Gate {
                 Pass::Respond(resp)
             }
         }
+    }
+}
+
+/// The local budget used while the shared store fails: a local store and the fleet size the
+/// shared limits are divided by.
+pub struct Fallback {
+    pub store: Arc<dyn CounterStore>,
+    pub fleet_size: u32,
+}
+
+enum StoreFailure {
+    /// Every op got an outcome: local-budget ops from the fallback, the others allowed.
+    Evaluated(crate::limit::Evaluation),
+    /// No enforcing op asked for anything but `open`: forward.
+    Open,
+    /// An enforcing op's rule says `closed`.
+    Closed,
+}
+
+/// A limit divided among `n` proxies (never below 1).
+fn share(op: &crate::limit::Op, n: u32) -> crate::limit::Op {
+    use crate::limit::{Op, Rate};
+    let div = |v: u32| v.div_ceil(n).max(1);
+    match op.clone() {
+        Op::Rate { key, rate, cost } => Op::Rate {
+            key,
+            rate: Rate {
+                emission: rate.emission.saturating_mul(n),
+                burst: div(rate.burst),
+            },
+            cost,
+        },
+        Op::Concurrency { key, max } => Op::Concurrency { key, max: div(max) },
+        Op::Distinct {
+            key,
+            member,
+            max,
+            window,
+        } => Op::Distinct {
+            key,
+            member,
+            max: div(max),
+            window,
+        },
+    }
+}
+
+impl Gate {
+    /// Applies each rule's `on_store_error` after the shared store failed.
+    async fn on_store_error(&self, policy: &Policy, plan: &crate::policy::Plan) -> StoreFailure {
+        use crate::limit::{Evaluation, OpSpec, Outcome};
+        use crate::policy::OnStoreError;
+        let modes: Vec<OnStoreError> = plan
+            .rule_indices()
+            .map(|i| {
+                policy
+                    .rules()
+                    .get(i)
+                    .map_or(OnStoreError::Open, |r| r.on_store_error())
+            })
+            .collect();
+        let enforced = |i: usize| plan.ops.get(i).is_some_and(|o| o.enforce);
+        if modes
+            .iter()
+            .enumerate()
+            .any(|(i, m)| *m == OnStoreError::Closed && enforced(i))
+        {
+            return StoreFailure::Closed;
+        }
+        let (Some(fb), true) = (&self.fallback, modes.contains(&OnStoreError::Local)) else {
+            return StoreFailure::Open;
+        };
+        let local: Vec<(usize, OpSpec)> = plan
+            .ops
+            .iter()
+            .zip(&modes)
+            .enumerate()
+            .filter(|(_, (_, m))| **m == OnStoreError::Local)
+            .map(|(i, (spec, _))| {
+                (
+                    i,
+                    OpSpec {
+                        op: share(&spec.op, fb.fleet_size.max(1)),
+                        enforce: spec.enforce,
+                    },
+                )
+            })
+            .collect();
+        let specs: Vec<OpSpec> = local.iter().map(|(_, s)| s.clone()).collect();
+        let Ok(sub) = fb.store.evaluate(&specs).await else {
+            return StoreFailure::Open;
+        };
+        let mut outcomes = vec![
+            Outcome::Allowed {
+                remaining: 0,
+                reset: Duration::ZERO,
+            };
+            plan.ops.len()
+        ];
+        for ((i, _), o) in local.iter().zip(sub.outcomes) {
+            if let Some(slot) = outcomes.get_mut(*i) {
+                *slot = o;
+            }
+        }
+        StoreFailure::Evaluated(Evaluation {
+            outcomes,
+            blocked: sub.blocked,
+            lease: sub.lease,
+        })
     }
 }
 

@@ -57,6 +57,10 @@ struct Origin {
 }
 
 impl Plan {
+    /// The rule each op came from (same order as `ops`).
+    pub fn rule_indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.origins.iter().map(|o| o.rule as usize)
+    }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.pre_hits.is_empty()
     }

@@ -32,8 +32,8 @@ use toml_edit::ImDocument;
 pub use decide::{Decision, Early, Hit, Plan, RateLimitHeaders, RequestFacts, Verdict};
 pub use identity::AccountId;
 pub use types::{
-    Action, CidrSet, Conditions, CountOf, Identity, KeyPart, Limit, Lists, Policy, RateWindow,
-    Route, Rule,
+    Action, CidrSet, Conditions, CountOf, Identity, KeyPart, Limit, Lists, OnStoreError, Policy,
+    RateWindow, Route, Rule,
 };
 
 /// One problem in a policy file.

@@ -55,6 +55,7 @@ pub(crate) struct RawRule {
     pub(crate) tarpit: Option<Spanned<String>>,
     pub(crate) shadow: Option<Spanned<bool>>,
     pub(crate) hide_headers: Option<Spanned<bool>>,
+    pub(crate) on_store_error: Option<Spanned<String>>,
     pub(crate) when: Option<RawWhen>,
     /// Keys present with the wrong type (already reported).
     pub(crate) ill_typed: Vec<&'static str>,
@@ -132,6 +133,7 @@ fn read_rule(mut t: TableReader<'_>, ctx: &mut Ctx) -> RawRule {
         tarpit: t.string(ctx, "tarpit"),
         shadow: t.bool(ctx, "shadow"),
         hide_headers: t.bool(ctx, "hide_headers"),
+        on_store_error: t.string(ctx, "on_store_error"),
         when: t.table(ctx, "when").map(|t| read_when(t, ctx)),
         ill_typed: Vec::new(),
     };

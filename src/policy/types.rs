@@ -406,6 +406,18 @@ impl Conditions {
 }
 
 /// One validated rule.
+/// What a rule does when the counter store cannot answer (Redis down or slow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStoreError {
+    /// Skip the rule: availability over enforcement (the default).
+    #[default]
+    Open,
+    /// Reject the request (503): enforcement over availability.
+    Closed,
+    /// Enforce the rule on this proxy alone with its limits divided by `store.fleet_size`.
+    Local,
+}
+
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub(crate) name: Arc<str>,
@@ -414,6 +426,7 @@ pub struct Rule {
     pub(crate) action: Action,
     pub(crate) shadow: bool,
     pub(crate) hide_headers: bool,
+    pub(crate) on_store_error: OnStoreError,
     pub(crate) when: Conditions,
 }
 
@@ -436,6 +449,9 @@ impl Rule {
     }
     pub fn hide_headers(&self) -> bool {
         self.hide_headers
+    }
+    pub fn on_store_error(&self) -> OnStoreError {
+        self.on_store_error
     }
     pub fn when(&self) -> &Conditions {
         &self.when

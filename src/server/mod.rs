@@ -26,8 +26,9 @@ use crate::admin;
 use crate::config::{Config, StoreKind};
 use crate::evidence::{EvidenceConfig, EvidenceLog, EvidenceWriter};
 use crate::forward::{ForwardSetupError, Forwarder};
-use crate::gate::{reload, Gate};
+use crate::gate::{reload, Fallback, Gate};
 use crate::limit::local::{LocalBounds, LocalStore};
+use crate::limit::redis::RedisStore;
 use crate::limit::{CounterStore, SystemClock};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum ServerError {
     Tls(#[from] tls::TlsSetupError),
     #[error(transparent)]
     Forward(#[from] ForwardSetupError),
+    #[error("store: {0}")]
+    Store(String),
     #[error("evidence.path {path}: {source}")]
     Evidence {
         path: String,
@@ -133,6 +136,12 @@ impl Proxy {
                     max_keys: cfg.store.max_keys,
                 },
             )),
+            // Starts even when Redis is down (then reconnects in the background).
+            StoreKind::Redis => Arc::new(
+                RedisStore::connect(&cfg.store.redis.to_store_config())
+                    .await
+                    .map_err(|e| ServerError::Store(e.to_string()))?,
+            ),
         };
         let (evidence, evidence_writer) = match &cfg.evidence.path {
             Some(p) => {
@@ -155,7 +164,19 @@ impl Proxy {
             }
             None => (None, None),
         };
-        let gate = Arc::new(Gate::new(active, store, evidence));
+        let fallback = match cfg.store.kind {
+            StoreKind::Local => None,
+            StoreKind::Redis => Some(Fallback {
+                store: Arc::new(LocalStore::new(
+                    Arc::new(SystemClock::default()),
+                    LocalBounds {
+                        max_keys: cfg.store.max_keys,
+                    },
+                )),
+                fleet_size: cfg.store.fleet_size,
+            }),
+        };
+        let gate = Arc::new(Gate::new(active, store, fallback, evidence));
         let forwarder = Forwarder::new(&cfg)?;
         let tls_listener = bind("server.listen", cfg.server.listen).await?;
         let plain_listener = match cfg.server.plain_listen {

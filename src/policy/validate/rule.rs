@@ -12,6 +12,7 @@ use super::values::{
 };
 use super::{MAX_PERIOD, MAX_TARPIT, MAX_WINDOWS, MIN_PERIOD, REGEX_SIZE_LIMIT, RESERVED_NAMES};
 use crate::policy::raw::{RawRule, RawWhen};
+use crate::policy::types::OnStoreError;
 use crate::policy::types::{
     Action, Conditions, CountOf, Identity, KeyPart, Limit, RateWindow, Route, Rule,
 };
@@ -186,6 +187,16 @@ pub(super) fn rule(mut r: RawRule, id: &Identity, ctx: &mut Ctx) -> Option<Rule>
 
     let limit = limit(&r, &key, ctx);
     let action = action(&r, ctx);
+    let on_store_error = match r.on_store_error.as_ref().map(|s| (s, s.value.as_str())) {
+        None | Some((_, "open")) => OnStoreError::Open,
+        Some((_, "closed")) => OnStoreError::Closed,
+        Some((_, "local")) => OnStoreError::Local,
+        Some((s, other)) => {
+            let hint = "one of \"open\" (default), \"closed\", \"local\"".to_string();
+            s.issue(ctx, format!("unknown on_store_error `{other}`"), Some(hint));
+            OnStoreError::Open
+        }
+    };
     let (name, limit, action) = (name?, limit?, action?);
     if key.is_empty() {
         return None;
@@ -197,6 +208,7 @@ pub(super) fn rule(mut r: RawRule, id: &Identity, ctx: &mut Ctx) -> Option<Rule>
         action,
         shadow: r.shadow.is_some_and(|s| s.value),
         hide_headers: r.hide_headers.is_some_and(|s| s.value),
+        on_store_error,
         when,
     })
 }
