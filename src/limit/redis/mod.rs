@@ -20,9 +20,13 @@
 //!   `lease_ttl`. A request that outlives `lease_ttl` (a long stream) frees its slot early.
 //!   A call that fails or is cancelled after it was sent releases its leases the same way, on
 //!   the same connection (so after the script, if the script ran).
-//! - **Distinct**: one HyperLogLog per bucket of 1/6 window, as LocalStore's epochs; the count
-//!   is `PFCOUNT` of the merge of the live buckets, "present" is `PFADD` into that merge
-//!   returning 0 (the merge is a scratch key deleted by the same script).
+//! - **Distinct**: one HyperLogLog per bucket of 1/6 window, as LocalStore's epochs. The count
+//!   is `PFCOUNT` of the merge of the live buckets; "present" is `PFADD` into a scratch `COPY`
+//!   of that merge returning 0 (the copy is deleted by the same script). The merge itself is
+//!   kept as a key (`…:m:<oldest live epoch>`, updated by every charge, expiring when that
+//!   epoch leaves the window), so a request merges nothing: a `PFMERGE` of seven dense buckets
+//!   costs ~80 µs of Redis time, the kept merge ~20 µs per op (docs/redis.md). Without it (first
+//!   use, or just after the oldest bucket left) the live buckets are merged into the scratch key.
 //!
 //! # Redis Cluster
 //! Keys are hash-tagged per layer key, so a layer's keys share a slot. Ops are grouped by slot
@@ -290,8 +294,8 @@ impl RedisStore {
                     }
                 }
                 sh.spawn_undo(None, undo);
-            } else if !entries.is_empty() {
-                lease_entries.push(entries);
+            } else {
+                lease_entries.extend(entries);
             }
         }
         if let Some((f, detail)) = failure {
@@ -309,9 +313,7 @@ impl RedisStore {
             let weak: Weak<Shared> = Arc::downgrade(&self.shared);
             Lease::new(move || {
                 if let Some(sh) = weak.upgrade() {
-                    for entries in lease_entries {
-                        sh.spawn_undo(None, entries);
-                    }
+                    sh.spawn_undo(None, lease_entries);
                 }
             })
         };
@@ -518,6 +520,10 @@ impl CounterStore for RedisStore {
     }
 
     /// Entries of the over-limit cache (the only per-key state this process holds).
+    fn is_up(&self) -> bool {
+        RedisStore::is_up(self)
+    }
+
     fn resident_keys(&self) -> usize {
         self.shared.cache.len()
     }

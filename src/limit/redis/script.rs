@@ -9,8 +9,9 @@
 //! hash the whole name). Suffixes:
 //! - rate: `:r:<emission ns>:<burst>` — one GCRA TAT (µs) per (key, rate), like LocalStore;
 //! - concurrency: `:c` — a ZSET of lease members scored by expiry (µs);
-//! - distinct: `:d:<window µs>:<epoch>` — one HyperLogLog per bucket; `:d:<window µs>:t` is the
-//!   script's scratch copy, deleted before the script returns.
+//! - distinct: `:d:<window µs>:<epoch>` — one HyperLogLog per bucket; `:d:<window µs>:m:<lo>`
+//!   the merge of the live buckets while `lo` is the oldest; `:d:<window µs>:t` the script's
+//!   scratch copy, deleted before the script returns.
 
 use std::fmt::Write as _;
 use std::time::Duration;
