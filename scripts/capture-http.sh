@@ -10,7 +10,9 @@
 # chromium`; httpx: `pip install 'httpx[http2]'`). The hyper (Rust) capture comes from the
 # ignored generator test in tests/http_fingerprints.rs. Existing files are kept: delete one, or
 # set FORCE=1, to capture again (the tests pin the fingerprints of the files on disk).
-# Afterwards check a capture by hand: scripts/capture-http.py --decode OUTDIR/<name>.bin
+# Afterwards check a new capture by hand (scripts/capture-http.py --decode OUTDIR/<name>.bin) and
+# update OUTDIR/expected.json: the Akamai string from the decode, the header raw form from the
+# decoded header list, its id from `printf '<raw>' | sha256sum` (see the README there).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-tests/fixtures/http}

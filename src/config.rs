@@ -312,6 +312,10 @@ pub struct HeaderNames {
     pub ja3_hash: String,
     pub ja4: String,
     pub ja4_r: String,
+    /// portcullis header fingerprint id (docs/fingerprints.md).
+    pub header_fp: String,
+    /// HTTP/2 fingerprint, Akamai format (HTTP/2 connections only).
+    pub h2: String,
 }
 
 impl Default for HeaderNames {
@@ -321,6 +325,8 @@ impl Default for HeaderNames {
             ja3_hash: "x-portcullis-ja3-hash".into(),
             ja4: "x-portcullis-ja4".into(),
             ja4_r: "x-portcullis-ja4-r".into(),
+            header_fp: "x-portcullis-header-fp".into(),
+            h2: "x-portcullis-h2".into(),
         }
     }
 }
@@ -473,6 +479,8 @@ impl Config {
             ("ja3_hash", &h.ja3_hash),
             ("ja4", &h.ja4),
             ("ja4_r", &h.ja4_r),
+            ("header_fp", &h.header_fp),
+            ("h2", &h.h2),
         ] {
             if http::HeaderName::from_bytes(v.as_bytes()).is_err() {
                 out.push(format!("headers.{name}: {v:?} is not a valid header name"));

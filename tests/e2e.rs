@@ -123,6 +123,20 @@ async fn curl_http1_and_http2() {
         let h = echo_headers(body);
         assert_ja4_shape(h["x-portcullis-ja4"].as_str().expect("ja4"), alpn);
         assert!(h["user-agent"].as_str().expect("ua").starts_with("curl/"));
+        // HTTP-layer fingerprints: the header fingerprint always, the HTTP/2 one on h2.
+        let hfp = h["x-portcullis-header-fp"].as_str().expect("header fp");
+        assert!(hfp.starts_with(&format!("{alpn}_")), "{hfp}");
+        match alpn {
+            // curl 7.88 / nghttp2 1.52 SETTINGS (see tests/fixtures/http/README.md).
+            "h2" => assert!(
+                h["x-portcullis-h2"]
+                    .as_str()
+                    .expect("h2 fp")
+                    .starts_with("3:100;4:"),
+                "{h:?}"
+            ),
+            _ => assert!(!h.contains_key("x-portcullis-h2")),
+        }
     }
     proxy.stop().await;
 }

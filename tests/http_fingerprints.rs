@@ -26,6 +26,7 @@
 //!   the ids are `printf '<raw>' | sha256sum` (first 12 hex digits), recomputed here with sha2.
 //!   The header maps come from hyper itself (the server the proxy runs), fed the captured bytes.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,69 +50,37 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/http
 const DEV_CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-cert.pem");
 const DEV_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-key.pem");
 
-/// One client: its two captures (`<client>-1.bin`, `<client>-2.bin`, separate processes) must
-/// both give these values.
+/// One client (`expected.json`): both of its captures, `<client>-1.bin` and `<client>-2.bin`
+/// (separate processes), must give these values. `akamai` is null for HTTP/1.1 captures.
+#[derive(serde::Deserialize)]
 struct Known {
-    client: &'static str,
-    akamai: Option<&'static str>,
-    header_raw: &'static str,
-    header_id: &'static str,
+    akamai: Option<String>,
+    header_raw: String,
+    header_id: String,
 }
 
-const CHROMIUM_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,image/jxl,\
-image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7";
-
-const KNOWN: &[Known] = &[
-    Known {
-        client: "curl-h2",
-        akamai: Some("3:100;4:33554432;2:0|33488897|0|m,p,s,a"),
-        header_raw: "h2|user-agent,accept|*/*|||curl",
-        header_id: "h2_",
-    },
-    Known {
-        client: "curl-h1",
-        akamai: None,
-        header_raw: "h1|host,user-agent,accept|*/*|||curl",
-        header_id: "h1_c481056c28cf",
-    },
-    Known {
-        client: "httpx-h2",
-        akamai: Some("1:4096;2:0;4:65535;5:16384;3:100;6:65536|16777216|0|m,a,s,p"),
-        header_raw: "h2|accept,accept-encoding,user-agent|*/*|gzip, deflate||python-httpx",
-        header_id: "h2_",
-    },
-    Known {
-        client: "httpx-h1",
-        akamai: None,
-        header_raw:
-            "h1|host,accept,accept-encoding,connection,user-agent|*/*|gzip, deflate||python-httpx",
-        header_id: "h1_",
-    },
-    Known {
-        client: "nghttp",
-        akamai: Some("3:100;4:65535|0|3:0:0:201,5:0:0:101,7:0:0:1,9:0:7:1,11:0:3:1|m,p,s,a"),
-        header_raw: "h2|accept,accept-encoding,user-agent|*/*|gzip, deflate||nghttp2",
-        header_id: "h2_",
-    },
-    Known {
-        client: "chromium-h2",
-        akamai: Some("1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p"),
-        header_raw: "",
-        header_id: "h2_",
-    },
-    Known {
-        client: "chromium-h1",
-        akamai: None,
-        header_raw: "",
-        header_id: "h1_",
-    },
-    Known {
-        client: "hyper-h2",
-        akamai: Some(""),
-        header_raw: "",
-        header_id: "h2_",
-    },
-];
+fn known() -> BTreeMap<String, Known> {
+    let text = std::fs::read_to_string(format!("{FIXTURES}/expected.json")).expect("expected.json");
+    let known: BTreeMap<String, Known> = serde_json::from_str(&text).expect("expected.json");
+    // Every capture on disk is listed, and every listed client has both captures.
+    let mut on_disk = BTreeSet::new();
+    for entry in std::fs::read_dir(FIXTURES).expect("fixture dir") {
+        let name = entry
+            .expect("dir entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(stem) = name.strip_suffix(".bin") {
+            on_disk.insert(stem.to_owned());
+        }
+    }
+    let listed: BTreeSet<String> = known
+        .keys()
+        .flat_map(|c| [format!("{c}-1"), format!("{c}-2")])
+        .collect();
+    assert_eq!(on_disk, listed, "captures on disk vs expected.json");
+    known
+}
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}/{name}.bin")).unwrap_or_else(|e| panic!("{name}.bin: {e}"))
@@ -134,22 +103,22 @@ fn done(state: H2State, what: &str) -> portcullis::fingerprint::H2Fingerprint {
 
 #[test]
 fn akamai_fingerprints_of_captured_clients() {
-    for k in KNOWN {
+    for (client, k) in known() {
         let Some(want) = k.akamai else { continue };
         for n in 1..=2 {
-            let name = format!("{}-{n}", k.client);
+            let name = format!("{client}-{n}");
             let bytes = fixture(&name);
             let fp = done(H2Tap::new().feed(&bytes), &name);
             assert_eq!(fp.akamai, want, "{name}");
-            assert_eq!(fp.hash, sha12(want), "{name}: hash");
+            assert_eq!(fp.hash, sha12(&want), "{name}: hash");
         }
     }
 }
 
 #[test]
 fn h2_captures_give_one_answer_however_they_arrive() {
-    for k in KNOWN.iter().filter(|k| k.akamai.is_some()) {
-        let name = format!("{}-1", k.client);
+    for (client, _) in known().iter().filter(|(_, k)| k.akamai.is_some()) {
+        let name = format!("{client}-1");
         let bytes = fixture(&name);
         let whole = H2Tap::new().feed(&bytes);
         // Each capture ends with the frame that completes the first header block.
@@ -173,6 +142,50 @@ fn h2_captures_give_one_answer_however_they_arrive() {
         more.extend(std::iter::repeat(0xab).take(H2_TAP_LIMIT));
         assert_eq!(H2Tap::new().feed(&more), whole, "{name}: trailing bytes");
     }
+}
+
+/// A deterministic mutation run over the HTTP/2 captures (the property of
+/// `fuzz/fuzz_targets/h2_tap.rs`): no panic, and the same state whole or in pieces.
+#[test]
+fn mutated_captures_give_one_answer_however_they_arrive() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for (client, _) in known().iter().filter(|(_, k)| k.akamai.is_some()) {
+        let bytes = fixture(&format!("{client}-1"));
+        for _ in 0..1500 {
+            let mut m = bytes.clone();
+            for _ in 0..=next() % 4 {
+                let at = (next() as usize) % m.len().max(1);
+                match next() % 4 {
+                    _ if m.is_empty() => m.push(next() as u8),
+                    0 => m[at] = next() as u8,
+                    1 => m[at] ^= 1 << (next() % 8),
+                    2 => m.truncate(at),
+                    _ => m.insert(at, next() as u8),
+                }
+            }
+            let whole = H2Tap::new().feed(&m);
+            let mut tap = H2Tap::new();
+            let mut state = H2State::NeedMore;
+            for piece in m.chunks((next() % 17 + 1) as usize) {
+                state = tap.feed(piece);
+            }
+            assert_eq!(state, whole, "{:02x?}", m);
+            let label = match &whole {
+                H2State::Done(_) => "done".to_owned(),
+                other => format!("{other:?}"),
+            };
+            *outcomes.entry(label).or_default() += 1;
+        }
+    }
+    // The run reaches both fingerprints and the error paths.
+    assert!(outcomes.len() >= 6, "{outcomes:?}");
 }
 
 /// Feeds `bytes` (a captured first request) to a hyper server connection, HTTP/2 if they
@@ -223,24 +236,23 @@ async fn via_hyper(bytes: &[u8]) -> HeaderFp {
 
 #[tokio::test]
 async fn header_fingerprints_of_captured_clients_through_hyper() {
-    let mut ids = Vec::new();
-    for k in KNOWN {
+    let known = known();
+    for (client, k) in &known {
         for n in 1..=2 {
-            let name = format!("{}-{n}", k.client);
+            let name = format!("{client}-{n}");
             let fp = via_hyper(&fixture(&name)).await;
-            eprintln!("{name}: {} {}", fp.id, fp.raw);
             assert_eq!(fp.raw, k.header_raw, "{name}: raw");
             assert_eq!(fp.id[3..], sha12(&fp.raw), "{name}: id hash");
             assert_eq!(fp.id, k.header_id, "{name}: id");
         }
-        ids.push((k.client, k.header_id));
     }
     // Different clients, different ids (both captures of each matched above).
-    for (i, a) in ids.iter().enumerate() {
-        for b in &ids[i + 1..] {
-            assert_ne!(a.1, b.1, "{} and {} share a header fingerprint", a.0, b.0);
-        }
-    }
+    let ids: BTreeSet<&str> = known.values().map(|k| k.header_id.as_str()).collect();
+    assert_eq!(
+        ids.len(),
+        known.len(),
+        "two clients share a header fingerprint"
+    );
 }
 
 /// A request with a known header order, repeated names and mixed case, sent as raw
@@ -534,33 +546,38 @@ mod frames {
         let mut b = PREFACE.to_vec();
         b.extend(frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 1]));
         assert_eq!(run(&b), H2State::Malformed("first frame is not SETTINGS"));
-        let bad = |f: Vec<u8>| run(&conn(&[f]));
-        assert_eq!(
-            bad(frame(DATA, 0, 1, b"x")),
-            H2State::Malformed("DATA before HEADERS")
-        );
-        assert_eq!(
-            bad(frame(CONTINUATION, 4, 1, b"")),
-            H2State::Malformed("CONTINUATION without HEADERS")
-        );
-        assert_eq!(
-            bad(frame(PRIORITY, 0, 1, b"1234")),
-            H2State::Malformed("PRIORITY length is not 5")
-        );
-        assert_eq!(
-            bad(frame(SETTINGS, 0, 1, b"")),
-            H2State::Malformed("SETTINGS on a stream")
-        );
-        assert_eq!(
-            bad(frame(HEADERS, FLAG_PADDED | 4, 1, b"\x09\x82")),
-            H2State::Malformed("HEADERS too short for its flags")
-        );
         let mut interrupted = frame(HEADERS, 0, 1, b"\x82");
         interrupted.extend(frame(PRIORITY, 0, 3, &[0, 0, 0, 0, 1]));
-        assert_eq!(
-            bad(interrupted),
-            H2State::Malformed("header block interrupted")
-        );
+        let priorities: Vec<u8> = (0..33)
+            .flat_map(|_| frame(PRIORITY, 0, 3, &[0; 5]))
+            .collect();
+        for (f, why) in [
+            (frame(DATA, 0, 1, b"x"), "DATA before HEADERS"),
+            (
+                frame(CONTINUATION, 4, 1, b""),
+                "CONTINUATION without HEADERS",
+            ),
+            (interrupted, "header block interrupted"),
+            (frame(PRIORITY, 0, 1, b"1234"), "PRIORITY length is not 5"),
+            (frame(PRIORITY, 0, 0, &[0; 5]), "PRIORITY on stream 0"),
+            (priorities, "too many PRIORITY frames"),
+            (
+                frame(WINDOW_UPDATE, 0, 0, b"123"),
+                "WINDOW_UPDATE length is not 4",
+            ),
+            (frame(SETTINGS, 0, 1, b""), "SETTINGS on a stream"),
+            (frame(HEADERS, 4, 0, b"\x82"), "HEADERS on stream 0"),
+            (
+                frame(HEADERS, FLAG_PADDED | 4, 1, b"\x09\x82"),
+                "HEADERS too short for its flags",
+            ),
+            (
+                frame(HEADERS, FLAG_PRIORITY | 4, 1, b"\x00\x00"),
+                "HEADERS too short for its flags",
+            ),
+        ] {
+            assert_eq!(run(&conn(&[f])), H2State::Malformed(why));
+        }
         let many: Vec<(u16, u32)> = (0..33).map(|i| (i, 0)).collect();
         let mut b = PREFACE.to_vec();
         b.extend(settings(&many));

@@ -33,7 +33,7 @@
 //!   as `%XX`, so the raw form is unambiguous text. At most [`MAX_NAMES`] names of at most
 //!   [`MAX_NAME_LEN`] bytes are kept: the raw form is bounded whatever the client sends.
 
-use super::encode::{hex_digit, push_sha256_12};
+use super::encode::push_sha256_12;
 
 /// Which HTTP version carried the request: the first field of the raw form and the id prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,8 +69,9 @@ pub struct HeaderFp {
 ///   §10.1.1; RFC 9112 §6.1): `content-length`, `content-type`, `content-encoding`,
 ///   `transfer-encoding`, `expect`.
 /// - Session, navigation and cache state, which change between requests of one client
-///   (RFC 6265 §5.4; RFC 9110 §10.1.3, §13.1, §14.2; RFC 9111 §5.2, §5.4): `cookie`, `referer`,
-///   `range`, `cache-control`, `pragma` (and every `if-*`, see [`EXCLUDED_PREFIXES`]).
+///   (RFC 6265 §5.4; RFC 9110 §10.1.3, §13.1, §14.2; RFC 9111 §5.2, §5.4): `cookie`,
+///   `referer`, `range`, `cache-control`, `pragma` (and every `if-*`, see
+///   [`EXCLUDED_PREFIXES`]).
 /// - Added by proxies and CDNs in front of us (RFC 7239; RFC 9110 §7.6.3): `forwarded`, `via`,
 ///   `x-real-ip`, `x-client-ip`, `true-client-ip`, `cdn-loop`, `x-amzn-trace-id`.
 pub const EXCLUDED: &[&str] = &[
@@ -103,14 +104,14 @@ pub const EXCLUDED_PREFIXES: &[&str] = &["if-", "x-forwarded-", "cf-", "x-portcu
 pub const MAX_NAMES: usize = 64;
 /// Names are cut to this many bytes (before escaping).
 pub const MAX_NAME_LEN: usize = 64;
-/// Selected values are cut to this many bytes (after trimming, before escaping).
-pub const MAX_VALUE_LEN: usize = 128;
+/// Selected values are cut to this many bytes (after trimming, before escaping); browsers'
+/// `accept` values are about 150 bytes.
+pub const MAX_VALUE_LEN: usize = 256;
 /// The user-agent product name is cut to this many bytes.
 pub const MAX_PRODUCT_LEN: usize = 32;
 
-/// The fields whose values are kept, in their raw-form order (the last one reduced to its
-/// product name).
-const SELECTED: [&str; 4] = ["accept", "accept-encoding", "accept-language", "user-agent"];
+/// The index of `user-agent` among the fields whose values are kept, in raw-form order:
+/// `accept`, `accept-encoding`, `accept-language`, `user-agent` (see [`selected`]).
 const USER_AGENT: usize = 3;
 
 /// The portcullis header fingerprint v1 of one request.
@@ -123,9 +124,10 @@ pub fn header_fingerprint<'a>(
     version: HttpVersionTag,
     headers: impl Iterator<Item = (&'a str, &'a [u8])>,
 ) -> HeaderFp {
-    let mut raw = String::with_capacity(256);
-    raw.push_str(version.label());
-    raw.push('|');
+    // Built as bytes (every byte written is printable ASCII), turned into a String at the end.
+    let mut raw: Vec<u8> = Vec::with_capacity(256);
+    raw.extend_from_slice(version.label().as_bytes());
+    raw.push(b'|');
     // Byte ranges of the names already written into `raw`, for the first-occurrence rule.
     let mut seen: Vec<(usize, usize)> = Vec::with_capacity(24);
     let mut values: [Option<&[u8]>; 4] = [None; 4];
@@ -137,14 +139,14 @@ pub fn header_fingerprint<'a>(
             continue;
         }
         let len = name.len().min(MAX_NAME_LEN);
-        for (dst, src) in lower.iter_mut().zip(&name[..len]) {
-            *dst = src.to_ascii_lowercase();
-        }
-        let lname = &lower[..len];
+        let lname = &mut lower[..len];
+        lname.copy_from_slice(&name[..len]);
+        lname.make_ascii_lowercase();
+        let lname = &*lname;
         if is_excluded(lname) {
             continue;
         }
-        if let Some(i) = SELECTED.iter().position(|s| s.as_bytes() == lname) {
+        if let Some(i) = selected(lname) {
             values[i].get_or_insert(value);
         }
         if seen.len() >= MAX_NAMES {
@@ -154,13 +156,13 @@ pub fn header_fingerprint<'a>(
         // one-to-one, so comparing escaped forms compares names.
         let mark = raw.len();
         if !seen.is_empty() {
-            raw.push(',');
+            raw.push(b',');
         }
         let start = raw.len();
         push_escaped(&mut raw, lname, true);
         let end = raw.len();
-        let new = &raw.as_bytes()[start..end];
-        if seen.iter().any(|&(s, e)| &raw.as_bytes()[s..e] == new) {
+        let new = &raw[start..end];
+        if seen.iter().any(|&(s, e)| &raw[s..e] == new) {
             raw.truncate(mark);
         } else {
             seen.push((start, end));
@@ -168,7 +170,7 @@ pub fn header_fingerprint<'a>(
     }
 
     for (i, value) in values.into_iter().enumerate() {
-        raw.push('|');
+        raw.push(b'|');
         if let Some(v) = value {
             let v = trim_ows(v);
             let v = if i == USER_AGENT {
@@ -180,6 +182,10 @@ pub fn header_fingerprint<'a>(
         }
     }
 
+    // `push_escaped` writes printable ASCII only, so the conversion cannot fail; the fallback
+    // keeps this free of a panic path anyway.
+    let raw = String::from_utf8(raw)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     let mut id = String::with_capacity(15);
     id.push_str(version.label());
     id.push('_');
@@ -187,11 +193,28 @@ pub fn header_fingerprint<'a>(
     HeaderFp { id, raw }
 }
 
+/// Whether a lowercased name is in [`EXCLUDED`] or starts with one of [`EXCLUDED_PREFIXES`]
+/// (a `match`, which compiles to a length switch; a test keeps it equal to the lists).
 fn is_excluded(lname: &[u8]) -> bool {
-    EXCLUDED.iter().any(|x| x.as_bytes() == lname)
-        || EXCLUDED_PREFIXES
-            .iter()
-            .any(|p| lname.starts_with(p.as_bytes()))
+    match lname {
+        b"content-length" | b"content-type" | b"content-encoding" | b"transfer-encoding"
+        | b"expect" | b"cookie" | b"referer" | b"range" | b"cache-control" | b"pragma"
+        | b"forwarded" | b"via" | b"x-real-ip" | b"x-client-ip" | b"true-client-ip"
+        | b"cdn-loop" | b"x-amzn-trace-id" => true,
+        [b'i', b'f', b'-', ..] | [b'c', b'f', b'-', ..] => true,
+        _ => lname.starts_with(b"x-forwarded-") || lname.starts_with(b"x-portcullis-"),
+    }
+}
+
+/// The raw-form position of a field whose value is kept (lowercased name).
+fn selected(lname: &[u8]) -> Option<usize> {
+    match lname {
+        b"accept" => Some(0),
+        b"accept-encoding" => Some(1),
+        b"accept-language" => Some(2),
+        b"user-agent" => Some(USER_AGENT),
+        _ => None,
+    }
 }
 
 /// The leading token of a user-agent value (RFC 9110 §5.6.2 `tchar`s), which ends at the `/`
@@ -215,32 +238,41 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 
 /// Appends `bytes`, each byte as itself if it is printable ASCII (space too, unless
 /// `name`) and not a delimiter, else as `%XX`.
-fn push_escaped(out: &mut String, bytes: &[u8], name: bool) {
+fn push_escaped(out: &mut Vec<u8>, bytes: &[u8], name: bool) {
+    let plain = |b: u8| match b {
+        b'%' | b'|' => false,
+        b',' | b' ' => !name,
+        0x21..=0x7e => true,
+        _ => false,
+    };
+    // Almost every name and value is plain: copy it in one go.
+    if bytes.iter().all(|&b| plain(b)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     for &b in bytes {
-        let plain = match b {
-            b'%' | b'|' => false,
-            b',' | b' ' => !name,
-            0x21..=0x7e => true,
-            _ => false,
-        };
-        if plain {
-            out.push(char::from(b));
+        if plain(b) {
+            out.push(b);
         } else {
-            out.push('%');
-            out.push(hex_digit(b >> 4).to_ascii_uppercase());
-            out.push(hex_digit(b).to_ascii_uppercase());
+            out.extend_from_slice(&[
+                b'%',
+                HEX_UPPER[usize::from(b >> 4)],
+                HEX_UPPER[usize::from(b & 0xf)],
+            ]);
         }
     }
 }
 
-fn push_escaped_lower(out: &mut String, bytes: &[u8]) {
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn push_escaped_lower(out: &mut Vec<u8>, bytes: &[u8]) {
     // Values are at most MAX_VALUE_LEN bytes: lowercase through a stack buffer.
     let mut buf = [0u8; MAX_VALUE_LEN];
     let n = bytes.len().min(MAX_VALUE_LEN);
-    for (dst, src) in buf.iter_mut().zip(&bytes[..n]) {
-        *dst = src.to_ascii_lowercase();
-    }
-    push_escaped(out, &buf[..n], false);
+    let v = &mut buf[..n];
+    v.copy_from_slice(&bytes[..n]);
+    v.make_ascii_lowercase();
+    push_escaped(out, v, false);
 }
 
 #[cfg(test)]
@@ -366,6 +398,32 @@ mod tests {
         assert_eq!(ua("(compatible)"), "");
         assert_eq!(ua("a|b%/1"), "a%7Cb%25");
         assert_eq!(ua(&"x".repeat(100)).len(), MAX_PRODUCT_LEN);
+    }
+
+    #[test]
+    fn exclusion_match_equals_the_documented_lists() {
+        for name in EXCLUDED {
+            assert!(is_excluded(name.as_bytes()), "{name}");
+        }
+        for p in EXCLUDED_PREFIXES {
+            assert!(is_excluded(format!("{p}x").as_bytes()), "{p}");
+            assert!(!is_excluded(&p.as_bytes()[1..]), "{p}");
+        }
+        for kept in [
+            "host",
+            "if",
+            "cf",
+            "x-forwarded",
+            "accept",
+            "authorization",
+            "connection",
+        ] {
+            assert!(!is_excluded(kept.as_bytes()), "{kept}");
+        }
+        let kept = ["accept", "accept-encoding", "accept-language", "user-agent"];
+        for (i, name) in kept.iter().enumerate() {
+            assert_eq!(selected(name.as_bytes()), Some(i));
+        }
     }
 
     #[test]

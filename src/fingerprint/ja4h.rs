@@ -12,7 +12,8 @@
 //!
 //! ```text
 //! ge20cr11enus_974ebe531c03_0f2659b474bf_161698816dab
-//! a: method (2) | version (2) | c or n (cookie) | r or n (referer) | field count (2) | language (4)
+//! a: method (2) | version (2) | c or n (cookie) | r or n (referer) | field count (2)
+//!    | language (4)
 //! b: sha256 of the field names in order, without Cookie and Referer, ',' joined; 12 hex digits
 //! c: sha256 of the cookie names, sorted; d: sha256 of the cookie name=value pairs, sorted
 //! ```

@@ -40,6 +40,8 @@ struct Names {
     ja3_hash: HeaderName,
     ja4: HeaderName,
     ja4_r: HeaderName,
+    header_fp: HeaderName,
+    h2: HeaderName,
     all: Vec<HeaderName>,
 }
 
@@ -124,6 +126,8 @@ impl Forwarder {
             ja3_hash: header_name(&h.ja3_hash)?,
             ja4: header_name(&h.ja4)?,
             ja4_r: header_name(&h.ja4_r)?,
+            header_fp: header_name(&h.header_fp)?,
+            h2: header_name(&h.h2)?,
             all: Vec::new(),
         };
         let all = vec![
@@ -131,6 +135,8 @@ impl Forwarder {
             names.ja3_hash.clone(),
             names.ja4.clone(),
             names.ja4_r.clone(),
+            names.header_fp.clone(),
+            names.h2.clone(),
         ];
         Ok(Self {
             client,
@@ -139,6 +145,23 @@ impl Forwarder {
             names: Arc::new(Names { all, ..names }),
             response_timeout: cfg.timeouts.upstream_response,
         })
+    }
+
+    /// Adds the request's HTTP-layer fingerprints to the headers sent upstream.
+    pub fn fingerprint_headers(
+        &self,
+        out: &mut Vec<(HeaderName, http::HeaderValue)>,
+        fps: &crate::gate::RequestFingerprints<'_>,
+    ) {
+        if let Ok(v) = http::HeaderValue::try_from(fps.header.id.as_str()) {
+            out.push((self.names.header_fp.clone(), v));
+        }
+        if let Some(v) = fps
+            .h2
+            .and_then(|h| http::HeaderValue::try_from(h.akamai.as_str()).ok())
+        {
+            out.push((self.names.h2.clone(), v));
+        }
     }
 
     /// Rewrites `req` for the upstream and sends it; the response body streams through.

@@ -59,6 +59,12 @@ pub enum Pass {
     Respond(Response<ProxyBody>),
 }
 
+/// The HTTP-layer fingerprints of one request (the TLS ones live in `ConnInfo`).
+pub struct RequestFingerprints<'a> {
+    pub header: &'a crate::fingerprint::HeaderFp,
+    pub h2: Option<&'a crate::fingerprint::H2Fingerprint>,
+}
+
 /// The flag header sent to the upstream, naming the rules that matched.
 pub const FLAG_HEADER: &str = "x-portcullis-flags";
 
@@ -117,7 +123,12 @@ impl Gate {
     }
 
     /// Decides one request.
-    pub async fn check<B>(&self, req: &Request<B>, info: &ConnInfo) -> Pass {
+    pub async fn check<B>(
+        &self,
+        req: &Request<B>,
+        info: &ConnInfo,
+        fps: &RequestFingerprints<'_>,
+    ) -> Pass {
         let active = self.policy.load_full();
         let policy = &active.policy;
         let headers = req.headers();
@@ -156,6 +167,7 @@ impl Gate {
                     &facts,
                     info,
                     req,
+                    fps,
                     evidence::verdict::DENY_LIST,
                     status,
                     std::slice::from_ref(&hit),
@@ -203,7 +215,16 @@ impl Gate {
                 Verdict::Tarpit(_) => (evidence::verdict::TARPIT, 200),
                 _ => (evidence::verdict::FLAG, 200),
             };
-            let id = self.record(&active, &facts, info, req, kind, status, &decision.hits);
+            let id = self.record(
+                &active,
+                &facts,
+                info,
+                req,
+                fps,
+                kind,
+                status,
+                &decision.hits,
+            );
             push(&mut response_headers, evidence::DECISION_ID_HEADER, &id);
             push(&mut upstream_extra, evidence::DECISION_ID_HEADER, &id);
         }
@@ -419,6 +440,7 @@ impl Gate {
         facts: &RequestFacts<'_>,
         info: &ConnInfo,
         req: &Request<B>,
+        fps: &RequestFingerprints<'_>,
         verdict: &str,
         status: u16,
         hits: &[Hit],
@@ -445,8 +467,8 @@ impl Gate {
             ja3_hash: tls.and_then(|t| text(&t.ja3_hash)),
             ja4: tls.and_then(|t| text(&t.ja4)),
             ja4_r: tls.and_then(|t| text(&t.ja4_r)),
-            header_fp: None,
-            h2_fp: None,
+            header_fp: Some(fps.header.id.clone()),
+            h2_fp: fps.h2.map(|h| h.akamai.clone()),
             user_agent: facts.user_agent.map(str::to_string),
             method: req.method().as_str().to_string(),
             path: req.uri().path().to_string(),

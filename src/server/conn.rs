@@ -20,12 +20,13 @@ use tokio::sync::watch;
 use tracing::{debug, trace};
 
 use super::info::{ConnInfo, TlsInfo};
-use super::io::{Activity, ConnIo};
+use super::io::{Activity, ConnIo, TapIo};
 use super::proxy_protocol::{self, ProxyHeader};
 use super::Shared;
+use crate::fingerprint::{header_fingerprint, HttpVersionTag};
 use crate::fingerprint::{parse_client_hello, ClientHello, HelloError, Parsed, MAX_HELLO_BYTES};
 use crate::forward::body::{Guarded, ProxyBody};
-use crate::gate::Pass;
+use crate::gate::{Pass, RequestFingerprints};
 
 /// Why a connection ended before HTTP was served; the metric label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,16 +205,28 @@ pub async fn serve_tls(
     let h2 = tls_info.alpn.as_deref() == Some("h2");
     trace!(%peer, ja4 = ?tls_info.ja4, h2, "handshake done");
     let info = Arc::new(ConnInfo::new(peer, tcp_peer, local, Some(tls_info)));
-    let protocol = if h2 { Protocol::H2 } else { Protocol::H1 };
-    serve_http(
-        shared,
-        TokioIo::new(tls),
-        info,
-        activity,
-        protocol,
-        shutdown,
-    )
-    .await;
+    if h2 {
+        let io = TapIo::new(tls, info.h2.clone());
+        serve_http(
+            shared,
+            TokioIo::new(io),
+            info,
+            activity,
+            Protocol::H2,
+            shutdown,
+        )
+        .await;
+    } else {
+        serve_http(
+            shared,
+            TokioIo::new(tls),
+            info,
+            activity,
+            Protocol::H1,
+            shutdown,
+        )
+        .await;
+    }
 }
 
 /// Serves one plaintext connection (the optional listener behind a TLS-terminating balancer).
@@ -328,7 +341,23 @@ impl Shared {
     ) -> hyper::Response<ProxyBody> {
         self.stats.requests.increment(1);
         let started = std::time::Instant::now();
-        let pass = self.gate.check(&req, info).await;
+        // Before any header is removed: HeaderMap keeps wire order until then.
+        let tag = if req.version() == http::Version::HTTP_2 {
+            HttpVersionTag::H2
+        } else {
+            HttpVersionTag::H1
+        };
+        let header_fp = header_fingerprint(
+            tag,
+            req.headers()
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        );
+        let fps = RequestFingerprints {
+            header: &header_fp,
+            h2: info.h2.get(),
+        };
+        let pass = self.gate.check(&req, info, &fps).await;
         self.stats.gate_seconds.record(started.elapsed());
         let (lease, upstream_headers, response_headers, delay) = match pass {
             Pass::Respond(resp) => {
@@ -345,6 +374,9 @@ impl Shared {
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
         }
+        let mut upstream_headers = upstream_headers;
+        self.forwarder
+            .fingerprint_headers(&mut upstream_headers, &fps);
         let sent = std::time::Instant::now();
         let forwarded = self.forwarder.forward(req, info, upstream_headers).await;
         self.stats.upstream_seconds.record(sent.elapsed());

@@ -1,10 +1,11 @@
 //! Per-connection facts, computed once and shared (`Arc`) with every request on the connection.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 
-use crate::fingerprint::ClientHello;
+use crate::fingerprint::{ClientHello, H2Fingerprint};
 
 /// What portcullis knows about one client connection.
 #[derive(Debug, Clone)]
@@ -19,6 +20,9 @@ pub struct ConnInfo {
     pub peer_ip_header: HeaderValue,
     /// TLS facts; `None` on the plaintext listener.
     pub tls: Option<TlsInfo>,
+    /// The HTTP/2 (Akamai) fingerprint, set by the connection's tap before the first request
+    /// is dispatched; empty on HTTP/1.1.
+    pub h2: Arc<OnceLock<H2Fingerprint>>,
 }
 
 impl ConnInfo {
@@ -34,6 +38,7 @@ impl ConnInfo {
             local,
             peer_ip_header: header_value(peer.ip().to_canonical().to_string()),
             tls,
+            h2: Arc::new(OnceLock::new()),
         }
     }
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::fingerprint::{H2Fingerprint, H2State, H2Tap};
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -145,5 +147,87 @@ mod tests {
         let mut out = String::new();
         io.read_to_string(&mut out).await.expect("read");
         assert_eq!(out, "hello world");
+    }
+}
+
+/// Copies the first bytes an HTTP/2 client sends into an [`H2Tap`] on their way to hyper, and
+/// publishes the fingerprint once the tap has seen the first header block. hyper cannot
+/// dispatch the first request before those bytes have passed through here, so the fingerprint
+/// is always set before the first request is handled (unless the client's frames were not a
+/// fingerprintable HTTP/2 start, which is counted).
+pub struct TapIo<T> {
+    inner: T,
+    tap: Option<H2Tap>,
+    out: Arc<OnceLock<H2Fingerprint>>,
+}
+
+impl<T> TapIo<T> {
+    pub fn new(inner: T, out: Arc<OnceLock<H2Fingerprint>>) -> Self {
+        Self {
+            inner,
+            tap: Some(H2Tap::new()),
+            out,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TapIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Some(tap)) = (&res, this.tap.as_mut()) {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                match tap.feed(new) {
+                    H2State::NeedMore => {}
+                    H2State::Done(fp) => {
+                        let _ = this.out.set(fp);
+                        this.tap = None;
+                    }
+                    H2State::NotH2 => {
+                        metrics::counter!("portcullis_h2_fingerprint_failures_total", "reason" => "not_h2")
+                            .increment(1);
+                        this.tap = None;
+                    }
+                    H2State::Malformed(reason) => {
+                        metrics::counter!("portcullis_h2_fingerprint_failures_total", "reason" => reason)
+                            .increment(1);
+                        this.tap = None;
+                    }
+                }
+            }
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TapIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
