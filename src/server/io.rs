@@ -133,23 +133,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn prefix_is_replayed_before_the_stream() {
-        let (mut a, b) = tokio::io::duplex(64);
-        a.write_all(b"world").await.expect("write");
-        drop(a);
-        let mut io = ConnIo::new(b"hello ".to_vec(), b, Activity::default());
-        let mut out = String::new();
-        io.read_to_string(&mut out).await.expect("read");
-        assert_eq!(out, "hello world");
-    }
-}
-
 /// Copies the first bytes an HTTP/2 client sends into an [`H2Tap`] on their way to hyper, and
 /// publishes the fingerprint once the tap has seen the first header block. hyper cannot
 /// dispatch the first request before those bytes have passed through here, so the fingerprint
@@ -229,5 +212,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TapIo<T> {
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn prefix_is_replayed_before_the_stream() {
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(b"world").await.expect("write");
+        drop(a);
+        let mut io = ConnIo::new(b"hello ".to_vec(), b, Activity::default());
+        let mut out = String::new();
+        io.read_to_string(&mut out).await.expect("read");
+        assert_eq!(out, "hello world");
     }
 }
