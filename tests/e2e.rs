@@ -399,3 +399,63 @@ async fn graceful_shutdown_finishes_streams_in_flight() {
     let _ = rx.recv().await;
     proxy.stop().await;
 }
+
+/// An HTTPS upstream whose certificate is trusted only through `upstream.ca`.
+#[tokio::test]
+async fn https_upstream_with_custom_ca() {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(DEV_CERT)
+        .expect("cert")
+        .collect::<Result<_, _>>()
+        .expect("pem");
+    let key =
+        PrivateKeyDer::from_pem_file(concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-key.pem"))
+            .expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(sc));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|req: http::Request<Incoming>| async move {
+                    let ja4 = req
+                        .headers()
+                        .get("x-portcullis-ja4")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
+                        Bytes::from(format!("tls-upstream saw {ja4}")),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let mut cfg = test_config("127.0.0.1:1".parse().expect("addr"));
+    cfg.upstream.url = format!("https://localhost:{port}");
+    cfg.upstream.ca = Some(DEV_CERT.into());
+    let proxy = start_proxy(cfg).await;
+    let (status, _, body) = https_get(proxy.addr, "/v1/anything", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("tls-upstream saw t13d"), "{body}");
+    proxy.stop().await;
+}
