@@ -89,6 +89,12 @@ pub struct EvidenceSettings {
     pub fsync_interval: Option<Duration>,
     /// Records waiting for the writer; beyond it records are dropped and counted.
     pub queue: usize,
+    /// Optional second sink: a Redis Stream for the whole fleet (`redis://host:port/db`).
+    pub stream_url: Option<String>,
+    /// The stream's key.
+    pub stream_key: String,
+    /// Approximate cap on the stream's length (XADD MAXLEN ~).
+    pub stream_maxlen: u64,
 }
 
 impl Default for EvidenceSettings {
@@ -101,6 +107,9 @@ impl Default for EvidenceSettings {
             compress: true,
             fsync_interval: None,
             queue: 65_536,
+            stream_url: None,
+            stream_key: "portcullis:evidence".into(),
+            stream_maxlen: 1_000_000,
         }
     }
 }

@@ -20,6 +20,7 @@
 //! tracing line.
 
 mod sink;
+pub mod stream;
 mod writer;
 
 use std::path::PathBuf;

@@ -75,6 +75,7 @@ pub struct Gate {
     fallback: Option<Fallback>,
     counters: Counters,
     evidence: Option<EvidenceLog>,
+    stream: Option<crate::evidence::stream::EvidenceStream>,
     ids: DecisionIds,
 }
 
@@ -98,6 +99,7 @@ impl Gate {
             store,
             fallback,
             evidence,
+            stream: None,
             ids: DecisionIds::new(),
             counters: Counters {
                 allow: metrics::counter!("portcullis_verdicts_total", "verdict" => "allow"),
@@ -107,6 +109,12 @@ impl Gate {
                 store_errors: metrics::counter!("portcullis_gate_store_failures_total"),
             },
         }
+    }
+
+    /// Also sends every evidence record to a Redis Stream.
+    pub fn with_stream(mut self, stream: crate::evidence::stream::EvidenceStream) -> Self {
+        self.stream = Some(stream);
+        self
     }
 
     /// Swaps in a new policy atomically.
@@ -446,13 +454,15 @@ impl Gate {
         hits: &[Hit],
     ) -> String {
         let id = self.ids.next_id();
-        let Some(log) = &self.evidence else { return id };
+        if self.evidence.is_none() && self.stream.is_none() {
+            return id;
+        }
         let policy = &active.policy;
         let ip = crate::policy::identity::canonical_ip(facts.ip);
         let prefix = policy.identity().default_prefix(ip);
         let tls = info.tls.as_ref();
         let text = |v: &HeaderValue| v.to_str().ok().map(str::to_string);
-        log.record(Record {
+        let rec = Record {
             v: evidence::SCHEMA_VERSION,
             ts: evidence::timestamp(std::time::SystemTime::now()),
             decision_id: id.clone(),
@@ -485,7 +495,15 @@ impl Gate {
                     retry_after_ms: u64::try_from(h.retry_after.as_millis()).unwrap_or(u64::MAX),
                 })
                 .collect(),
-        });
+        };
+        if let Some(stream) = &self.stream {
+            if let Ok(json) = serde_json::to_string(&rec) {
+                stream.send(json);
+            }
+        }
+        if let Some(log) = &self.evidence {
+            log.record(rec);
+        }
         id
     }
 

@@ -28,6 +28,12 @@ pub struct Warning {
 pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let mut out = Vec::new();
     for p in paths {
+        if p.to_str()
+            .is_some_and(|s| s.starts_with("redis://") || s.starts_with("rediss://"))
+        {
+            out.push(p.clone());
+            continue;
+        }
         let meta = fs::metadata(p).map_err(|source| Error::Input {
             path: p.clone(),
             source,
@@ -62,6 +68,36 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
         return Err(Error::NoInput);
     }
     Ok(out)
+}
+
+/// Reads a Redis Stream written by the evidence stream sink, entry by entry.
+pub fn read_stream(url: &str, key: &str, sink: &mut dyn LineSink) -> Result<(), Error> {
+    let name = format!("{url} {key}");
+    let mut rejected = Vec::new();
+    let mut missing = Vec::new();
+    let mut n = 0u64;
+    let result = crate::evidence::stream::read_all(
+        url,
+        key,
+        |json| {
+            n += 1;
+            if let Err(message) = sink.line(json) {
+                rejected.push((n, message));
+            }
+        },
+        |line, message| missing.push((line, message)),
+    );
+    for (line, message) in rejected.into_iter().chain(missing) {
+        sink.warn(Warning {
+            file: name.clone(),
+            line,
+            message,
+        });
+    }
+    result.map_err(|e| Error::Input {
+        path: PathBuf::from(url),
+        source: io::Error::other(e),
+    })
 }
 
 /// Opens `path`, gunzipping when it starts with the gzip magic bytes.

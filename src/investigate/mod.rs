@@ -40,8 +40,12 @@ pub use report::Report;
 pub struct InvestigateArgs {
     /// Evidence files (plain or gzip) or directories; a directory means every *.jsonl and
     /// *.jsonl.gz in it, rotated files oldest first, the active file last.
+    /// A `redis://host:port/db` URL reads the fleet's evidence stream instead (see --stream-key).
     #[arg(required = true, value_name = "FILES")]
     pub files: Vec<PathBuf>,
+    /// The Redis Stream key read for a `redis://` input.
+    #[arg(long, value_name = "KEY", default_value = "portcullis:evidence")]
+    pub stream_key: String,
     /// Only records at or after this time (RFC 3339, e.g. 2025-04-22T10:00:00Z).
     #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
     pub since: Option<SystemTime>,
@@ -80,6 +84,7 @@ impl InvestigateArgs {
     pub fn new(files: Vec<PathBuf>) -> Self {
         Self {
             files,
+            stream_key: "portcullis:evidence".into(),
             since: None,
             until: None,
             rules: Vec::new(),
@@ -135,7 +140,13 @@ pub fn run(args: &InvestigateArgs) -> Result<Report, Error> {
         stderr: std::io::stderr(),
     };
     for file in &files {
-        input::read_file(file, &mut sink)?;
+        match file
+            .to_str()
+            .filter(|f| f.starts_with("redis://") || f.starts_with("rediss://"))
+        {
+            Some(url) => input::read_stream(url, &args.stream_key, &mut sink)?,
+            None => input::read_file(file, &mut sink)?,
+        }
     }
     sink.agg.finish_warnings(&mut sink.stderr);
     Ok(sink.agg.into_report(args, &files))

@@ -176,7 +176,20 @@ impl Proxy {
                 fleet_size: cfg.store.fleet_size,
             }),
         };
-        let gate = Arc::new(Gate::new(active, store, fallback, evidence));
+        let mut gate = Gate::new(active, store, fallback, evidence);
+        if let Some(url) = &cfg.evidence.stream_url {
+            let stream = crate::evidence::stream::EvidenceStream::start(
+                crate::evidence::stream::StreamConfig {
+                    url: url.clone(),
+                    key: cfg.evidence.stream_key.clone(),
+                    maxlen: cfg.evidence.stream_maxlen,
+                    queue: cfg.evidence.queue,
+                },
+            )
+            .map_err(|e| ServerError::Store(format!("evidence.stream_url: {e}")))?;
+            gate = gate.with_stream(stream);
+        }
+        let gate = Arc::new(gate);
         let forwarder = Forwarder::new(&cfg)?;
         let tls_listener = bind("server.listen", cfg.server.listen).await?;
         let plain_listener = match cfg.server.plain_listen {
