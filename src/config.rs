@@ -99,14 +99,16 @@ pub struct EvidenceSettings {
 
 impl Default for EvidenceSettings {
     fn default() -> Self {
+        // The writer's own defaults, so the two never drift apart.
+        let d = crate::evidence::EvidenceConfig::default();
         Self {
             path: None,
-            max_bytes: 256 * 1024 * 1024,
-            max_age: Duration::from_secs(3600),
-            keep: 24,
-            compress: true,
-            fsync_interval: None,
-            queue: 65_536,
+            max_bytes: d.max_bytes,
+            max_age: d.max_age,
+            keep: d.keep,
+            compress: d.compress,
+            fsync_interval: d.fsync_interval,
+            queue: d.queue,
             stream_url: None,
             stream_key: "portcullis:evidence".into(),
             stream_maxlen: 1_000_000,
