@@ -285,3 +285,33 @@ async fn reload_while_requests_flow() {
     let _ = stop_tx.send(());
     let _ = run.await;
 }
+
+/// The header fingerprint is a layer key like any other: a client stack that sends the same
+/// header names and values shares one budget, whatever account or address it uses.
+#[tokio::test]
+async fn header_fingerprint_is_a_layer_key() {
+    let up = start_mock().await;
+    let policy = r#"
+[policy]
+[[policy.rules]]
+name = "per-header-stack"
+key = ["header_fp"]
+limit = "rate"
+rate = "2/1h"
+"#;
+    let proxy = start_proxy(with_policy(test_config(up), policy)).await;
+    // One stack, three accounts: the third request is over the stack's budget.
+    for (i, key) in ["sk-1", "sk-2", "sk-3"].iter().enumerate() {
+        let (status, _, _) = https_get(proxy.addr, "/v1/echo", &[("x-api-key", key)]).await;
+        assert_eq!(status, if i < 2 { 200 } else { 429 }, "request {i}");
+    }
+    // Another stack (an accept-language value changes the fingerprint) has its own budget.
+    let other = [("x-api-key", "sk-1"), ("accept-language", "fr-FR")];
+    let (status, _, body) = https_get(proxy.addr, "/v1/echo", &other).await;
+    assert_eq!(status, 200);
+    assert!(echo_headers(&body)["x-portcullis-header-fp"]
+        .as_str()
+        .expect("fp")
+        .starts_with("h1_"));
+    proxy.stop().await;
+}

@@ -155,6 +155,8 @@ impl Gate {
             user_agent: headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok()),
+            header_fp: Some(fps.header.id.as_str()),
+            h2_fp: fps.h2.map(|h| h.hash.as_str()),
         };
         let plan = match policy.plan(&facts) {
             Ok(plan) => plan,

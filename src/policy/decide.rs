@@ -39,6 +39,10 @@ pub struct RequestFacts<'a> {
     /// The path without the query. Routes match it as a plain prefix, unnormalised.
     pub path: &'a str,
     pub user_agent: Option<&'a str>,
+    /// portcullis header fingerprint id (`fingerprint::http`).
+    pub header_fp: Option<&'a str>,
+    /// HTTP/2 fingerprint hash (`fingerprint::h2`); `None` on HTTP/1.1.
+    pub h2_fp: Option<&'a str>,
 }
 
 /// The ops to evaluate for one request, and (privately) where each came from.
@@ -380,6 +384,8 @@ impl Policy {
             KeyPart::Ja4 => push_value(key, f.ja4),
             KeyPart::Route => push_value(key, route.map(Route::as_str)),
             KeyPart::UserAgent => push_value(key, f.user_agent),
+            KeyPart::HeaderFp => push_value(key, f.header_fp),
+            KeyPart::H2 => push_value(key, f.h2_fp),
         }
     }
 

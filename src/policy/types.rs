@@ -249,6 +249,10 @@ pub enum KeyPart {
     Route,
     /// The User-Agent header.
     UserAgent,
+    /// The portcullis header fingerprint id (docs/fingerprints.md).
+    HeaderFp,
+    /// The HTTP/2 fingerprint hash ("-" on HTTP/1.1).
+    H2,
 }
 
 impl KeyPart {
@@ -262,6 +266,8 @@ impl KeyPart {
             KeyPart::Ja4 => "ja4",
             KeyPart::Route => "route",
             KeyPart::UserAgent => "user_agent",
+            KeyPart::HeaderFp => "header_fp",
+            KeyPart::H2 => "h2",
         }
     }
 }

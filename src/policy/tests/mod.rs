@@ -41,6 +41,8 @@ pub(super) fn facts<'a>() -> RequestFacts<'a> {
         method: "POST",
         path: "/v1/messages",
         user_agent: Some("python-httpx/0.27.0"),
+        header_fp: None,
+        h2_fp: None,
     }
 }
 

@@ -51,6 +51,8 @@ fn key_part(ctx: &mut Ctx, v: &Spanned<String>, id: &Identity) -> Option<KeyPart
         "ja4" => KeyPart::Ja4,
         "route" => KeyPart::Route,
         "user_agent" => KeyPart::UserAgent,
+        "header_fp" => KeyPart::HeaderFp,
+        "h2" => KeyPart::H2,
         s => {
             let configured = || {
                 format!(
@@ -70,7 +72,7 @@ fn key_part(ctx: &mut Ctx, v: &Spanned<String>, id: &Identity) -> Option<KeyPart
                     }
                 }
             } else {
-                let hint = "one of: account, ip, subnet, subnet/N, ja3, ja4, route, user_agent";
+                let hint = "one of: account, ip, subnet, subnet/N, ja3, ja4, route, user_agent, header_fp, h2";
                 v.issue(ctx, format!("unknown key part `{s}`"), Some(hint.into()));
                 return None;
             }
