@@ -143,8 +143,7 @@ async fn deny_list_by_cidr_is_403() {
     let proxy = start_proxy(with_policy(test_config(up), policy)).await;
     let (status, _, body) = https_get(proxy.addr, "/v1/echo", &[]).await;
     assert_eq!(status, 403);
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(v["error"]["type"], "permission_error");
+    assert_eq!(api_error_type(&body), "permission_error");
     proxy.stop().await;
 }
 

@@ -224,6 +224,18 @@ impl Default for Lists {
 }
 
 impl Lists {
+    /// No list has an entry: nothing for `plan` to check.
+    pub fn is_empty(&self) -> bool {
+        self.allow_accounts.is_empty()
+            && self.deny_accounts.is_empty()
+            && self.allow_ja4.is_empty()
+            && self.deny_ja4.is_empty()
+            && self.allow_ja3.is_empty()
+            && self.deny_ja3.is_empty()
+            && self.allow_cidrs.is_empty()
+            && self.deny_cidrs.is_empty()
+    }
+
     /// The status a deny-listed request is rejected with.
     pub fn deny_status(&self) -> u16 {
         self.deny_status

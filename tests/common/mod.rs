@@ -219,3 +219,10 @@ pub fn echo_headers(body: &str) -> serde_json::Map<String, serde_json::Value> {
     let v: serde_json::Value = serde_json::from_str(body).expect("echo json");
     v["headers"].as_object().cloned().expect("headers object")
 }
+
+/// The `error.type` of a model-API error body (`{"type":"error","error":{"type":…}}`).
+pub fn api_error_type(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).expect("json error body");
+    assert_eq!(v["type"], "error", "{body}");
+    v["error"]["type"].as_str().expect("error.type").to_string()
+}
