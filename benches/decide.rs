@@ -110,6 +110,8 @@ fn bench_policy(c: &mut Criterion, name: &str, p: &Policy, want_ops: usize) {
         user_agent: Some("python-httpx/0.27.0"),
         header_fp: None,
         h2_fp: None,
+        claim: None,
+        relay: None,
     };
     let plan = p.plan(&facts).expect("not listed");
     assert_eq!(plan.ops.len(), want_ops, "{name}: layers planned");

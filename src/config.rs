@@ -327,6 +327,10 @@ pub struct HeaderNames {
     pub header_fp: String,
     /// HTTP/2 fingerprint, Akamai format (HTTP/2 connections only).
     pub h2: String,
+    /// The kernel's TCP round-trip estimate for the connection, microseconds (TLS only).
+    pub tcp_rtt: String,
+    /// The TLS handshake's round trip on the connection, microseconds (TLS only).
+    pub tls_rtt: String,
 }
 
 impl Default for HeaderNames {
@@ -338,6 +342,8 @@ impl Default for HeaderNames {
             ja4_r: "x-portcullis-ja4-r".into(),
             header_fp: "x-portcullis-header-fp".into(),
             h2: "x-portcullis-h2".into(),
+            tcp_rtt: "x-portcullis-tcp-rtt-us".into(),
+            tls_rtt: "x-portcullis-tls-rtt-us".into(),
         }
     }
 }
@@ -492,6 +498,8 @@ impl Config {
             ("ja4_r", &h.ja4_r),
             ("header_fp", &h.header_fp),
             ("h2", &h.h2),
+            ("tcp_rtt", &h.tcp_rtt),
+            ("tls_rtt", &h.tls_rtt),
         ] {
             if http::HeaderName::from_bytes(v.as_bytes()).is_err() {
                 out.push(format!("headers.{name}: {v:?} is not a valid header name"));

@@ -31,6 +31,11 @@ fn record(ids: &DecisionIds, n: usize) -> Record {
         h2_fp: None,
         // Hostile bytes must survive as data: quotes, newlines, a script tag.
         user_agent: Some(format!("evil \"agent\"\n<script>{n}</script>")),
+        claim: None,
+        claim_mismatch: Vec::new(),
+        tcp_rtt_us: None,
+        tls_rtt_us: None,
+        relay: None,
         method: "POST".into(),
         path: "/v1/messages".into(),
         status: 429,

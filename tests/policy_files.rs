@@ -69,6 +69,18 @@ macro_rules! bad_files {
 
 bad_files! {
     bad_syntax, "bad-syntax.toml", 2, "", "invalid TOML";
+    bad_match_no_when, "bad-match-no-when.toml", 7, "policy.rules[0].limit", "a `match` rule needs a `when` condition";
+    bad_match_max, "bad-match-max.toml", 8, "policy.rules[0].max", "`max` does not apply to limit = \"match\"";
+    bad_claim_no_clients, "bad-claim-no-clients.toml", 10, "policy.rules[0].when.claim_mismatch", "no known clients to claim";
+    bad_key_claim, "bad-key-claim.toml", 6, "policy.rules[0].key[0]", "key part `claim` needs known clients";
+    bad_relay_gap, "bad-relay-gap.toml", 3, "policy.relay_gap", "relay_gap `1m` is out of range";
+    bad_client_unclaimed, "bad-client-unclaimed.toml", 4, "policy.clients[0]", "nothing claims this client";
+    bad_client_no_fingerprints, "bad-client-no-fingerprints.toml", 4, "policy.clients[0]", "no known fingerprints to compare";
+    bad_client_name, "bad-client-name.toml", 5, "policy.clients[0].name", "bad client name `Example SDK`";
+    bad_client_duplicate, "bad-client-duplicate.toml", 10, "policy.clients[1].name", "duplicate client name `sdk`";
+    bad_client_header_fp, "bad-client-header-fp.toml", 7, "policy.clients[0].header_fp[0]", "bad header fingerprint `h3_0123456789ab`";
+    bad_client_header, "bad-client-header.toml", 6, "policy.clients[0].headers[0]", "bad header name `x example`";
+    bad_when_h2, "bad-when-h2.toml", 10, "policy.rules[0].when.h2[0]", "bad HTTP/2 fingerprint `52d84b11737`";
     bad_unknown_key, "bad-unknown-key.toml", 9, "policy.rules[0].brust", "unknown key `brust`";
     bad_unknown_key_secret, "bad-unknown-key-secret.toml", 3, "policy.identity.secret", "unknown key `secret`";
     bad_type, "bad-type.toml", 8, "policy.rules[0].max", "expected an integer, found a string";

@@ -79,6 +79,21 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2_fp: Option<String>,
     pub user_agent: Option<String>,
+    /// The `[[policy.clients]]` name the request claimed (User-Agent or SDK headers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+    /// The layers (`ja4`, `ja3`, `header_fp`, `h2`) that contradict the claim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claim_mismatch: Vec<String>,
+    /// The kernel's TCP round-trip estimate, microseconds (docs/fingerprints.md, relay signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_rtt_us: Option<u64>,
+    /// The TLS handshake's round trip, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_rtt_us: Option<u64>,
+    /// The TLS round trip exceeded the TCP one by `policy.relay_gap` or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<bool>,
     pub method: String,
     pub path: String,
     /// What the client got (200 when a flagged request was forwarded).

@@ -73,6 +73,14 @@ pub struct H2Fingerprint {
     pub hash: String,
 }
 
+/// [`H2Fingerprint::hash`] of an Akamai string: the first 12 lowercase hex digits of its
+/// SHA-256.
+pub fn akamai_hash(akamai: &str) -> String {
+    let mut hash = String::with_capacity(12);
+    push_sha256_12(&mut hash, akamai);
+    hash
+}
+
 /// What [`H2Tap::feed`] knows so far. All but `NeedMore` are final: later calls repeat them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum H2State {
@@ -320,8 +328,7 @@ impl H2Tap {
         }
         akamai.push('|');
         akamai.push_str(letters);
-        let mut hash = String::with_capacity(12);
-        push_sha256_12(&mut hash, &akamai);
+        let hash = akamai_hash(&akamai);
         H2Fingerprint { akamai, hash }
     }
 }

@@ -42,6 +42,8 @@ struct Names {
     ja4_r: HeaderName,
     header_fp: HeaderName,
     h2: HeaderName,
+    tcp_rtt: HeaderName,
+    tls_rtt: HeaderName,
     all: Vec<HeaderName>,
 }
 
@@ -128,6 +130,8 @@ impl Forwarder {
             ja4_r: header_name(&h.ja4_r)?,
             header_fp: header_name(&h.header_fp)?,
             h2: header_name(&h.h2)?,
+            tcp_rtt: header_name(&h.tcp_rtt)?,
+            tls_rtt: header_name(&h.tls_rtt)?,
             all: Vec::new(),
         };
         let all = vec![
@@ -137,6 +141,8 @@ impl Forwarder {
             names.ja4_r.clone(),
             names.header_fp.clone(),
             names.h2.clone(),
+            names.tcp_rtt.clone(),
+            names.tls_rtt.clone(),
         ];
         Ok(Self {
             client,
@@ -197,6 +203,10 @@ impl Forwarder {
             h.insert(self.names.ja3_hash.clone(), t.ja3_hash.clone());
             h.insert(self.names.ja4.clone(), t.ja4.clone());
             h.insert(self.names.ja4_r.clone(), t.ja4_r.clone());
+            if let Some(r) = &t.rtt {
+                h.insert(self.names.tcp_rtt.clone(), r.tcp_header.clone());
+                h.insert(self.names.tls_rtt.clone(), r.tls_header.clone());
+            }
         }
         for (k, v) in extra {
             h.insert(k, v);

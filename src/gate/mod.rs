@@ -19,7 +19,7 @@ use crate::forward::error::error_response;
 use crate::limit::{CounterStore, Lease};
 use crate::policy::identity::{account_id, extract_api_key};
 use crate::policy::{Decision, Early, Hit, Policy, RequestFacts, Verdict};
-use crate::server::info::ConnInfo;
+use crate::server::info::{micros, ConnInfo};
 
 /// A validated policy with the secret its identity section names.
 pub struct ActivePolicy {
@@ -67,6 +67,12 @@ pub struct RequestFingerprints<'a> {
 
 /// The flag header sent to the upstream, naming the rules that matched.
 pub const FLAG_HEADER: &str = "x-portcullis-flags";
+/// The `[[policy.clients]]` name the request claims to be.
+pub const CLAIM_HEADER: &str = "x-portcullis-claim";
+/// The layers that contradict the claim, e.g. `ja4,header_fp`.
+pub const CLAIM_MISMATCH_HEADER: &str = "x-portcullis-claim-mismatch";
+/// `relay` or `direct` (`policy.relay_gap`); absent when the connection was not measured.
+pub const RELAY_HEADER: &str = "x-portcullis-relay";
 
 pub struct Gate {
     policy: ArcSwap<ActivePolicy>,
@@ -150,7 +156,7 @@ impl Gate {
         })
         .map(|key| account_id(active.secret.as_bytes(), key));
         let tls = info.tls.as_ref();
-        let facts = RequestFacts {
+        let mut facts = RequestFacts {
             account,
             ip: info.peer.ip(),
             ja3_hash: tls.and_then(|t| t.ja3_hash.to_str().ok()),
@@ -162,12 +168,18 @@ impl Gate {
                 .and_then(|v| v.to_str().ok()),
             header_fp: Some(fps.header.id.as_str()),
             h2_fp: fps.h2.map(|h| h.hash.as_str()),
+            claim: None,
+            relay: policy.is_relay(tls.and_then(|t| t.rtt.as_ref()).map(|r| r.gap())),
         };
+        if !policy.clients().is_empty() {
+            facts.claim = policy.claim(&facts, &|name| headers.contains_key(name));
+        }
+        let signals = signal_headers(policy, &facts);
         let plan = match policy.plan(&facts) {
             Ok(plan) => plan,
             Err(Early::Allow) => {
                 self.counters.allow.increment(1);
-                return forward_plain();
+                return forward_with(signals);
             }
             Err(Early::Deny(hit)) => {
                 self.counters.reject.increment(1);
@@ -191,18 +203,28 @@ impl Gate {
                 return Pass::Respond(resp);
             }
         };
-        if plan.ops.is_empty() {
+        if plan.is_empty() {
             self.counters.allow.increment(1);
-            return forward_plain();
+            return forward_with(signals);
         }
-        let eval = match self.store.evaluate(&plan.ops).await {
+        let evaluated = if plan.ops.is_empty() {
+            // Only counter-less hits (match rules): nothing to ask the store.
+            Ok(crate::limit::Evaluation {
+                outcomes: Vec::new(),
+                blocked: false,
+                lease: Lease::none(),
+            })
+        } else {
+            self.store.evaluate(&plan.ops).await
+        };
+        let eval = match evaluated {
             Ok(e) => e,
             Err(e) => {
                 self.counters.store_errors.increment(1);
                 debug!(error = %e, "counter store error; applying each rule's on_store_error");
                 match self.on_store_error(policy, &plan).await {
                     StoreFailure::Evaluated(e) => e,
-                    StoreFailure::Open => return forward_plain(),
+                    StoreFailure::Open => return forward_with(signals),
                     StoreFailure::Closed => {
                         self.counters.reject.increment(1);
                         return Pass::Respond(error_response(
@@ -223,7 +245,7 @@ impl Gate {
             .increment(1);
         }
         let mut response_headers = Vec::new();
-        let mut upstream_extra = Vec::new();
+        let mut upstream_extra = signals;
         if !decision.hits.is_empty() {
             let (kind, status) = match decision.verdict {
                 Verdict::Reject { status, .. } => (evidence::verdict::REJECT, status),
@@ -252,7 +274,7 @@ impl Gate {
                 self.counters.allow.increment(1);
                 Pass::Forward {
                     lease: eval.lease,
-                    upstream_headers: Vec::new(),
+                    upstream_headers: upstream_extra,
                     response_headers,
                     delay: None,
                 }
@@ -408,12 +430,36 @@ impl Gate {
 }
 
 fn forward_plain() -> Pass {
+    forward_with(Vec::new())
+}
+
+fn forward_with(upstream_headers: Vec<(HeaderName, HeaderValue)>) -> Pass {
     Pass::Forward {
         lease: Lease::none(),
-        upstream_headers: Vec::new(),
+        upstream_headers,
         response_headers: Vec::new(),
         delay: None,
     }
+}
+
+/// The claimed client, the layers that contradict it, and the relay verdict, for the
+/// upstream (only what the policy could tell: no clients, no claim headers).
+fn signal_headers(policy: &Policy, f: &RequestFacts<'_>) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    if let Some(c) = &f.claim {
+        push(&mut out, CLAIM_HEADER, policy.client_name(c));
+        if c.is_mismatch() {
+            push(&mut out, CLAIM_MISMATCH_HEADER, &c.mismatch.join());
+        }
+    }
+    if let Some(relay) = f.relay {
+        push(
+            &mut out,
+            RELAY_HEADER,
+            if relay { "relay" } else { "direct" },
+        );
+    }
+    out
 }
 
 fn push(out: &mut Vec<(HeaderName, HeaderValue)>, name: &'static str, value: &str) {
@@ -487,6 +533,14 @@ impl Gate {
             header_fp: Some(fps.header.id.clone()),
             h2_fp: fps.h2.map(|h| h.akamai.clone()),
             user_agent: facts.user_agent.map(str::to_string),
+            claim: facts.claim.map(|c| policy.client_name(&c).to_string()),
+            claim_mismatch: facts
+                .claim
+                .map(|c| c.mismatch.names().map(str::to_string).collect())
+                .unwrap_or_default(),
+            tcp_rtt_us: tls.and_then(|t| t.rtt.as_ref()).map(|r| micros(r.tcp)),
+            tls_rtt_us: tls.and_then(|t| t.rtt.as_ref()).map(|r| micros(r.tls)),
+            relay: facts.relay,
             method: req.method().as_str().to_string(),
             path: req.uri().path().to_string(),
             status,

@@ -43,6 +43,12 @@ pub struct RequestFacts<'a> {
     pub header_fp: Option<&'a str>,
     /// HTTP/2 fingerprint hash (`fingerprint::h2`); `None` on HTTP/1.1.
     pub h2_fp: Option<&'a str>,
+    /// The known client the request claims ([`Policy::claim`](super::Policy::claim)); `None`:
+    /// no claim, or the policy lists no clients.
+    pub claim: Option<super::Claim>,
+    /// Whether the connection is relayed ([`Policy::is_relay`](super::Policy::is_relay));
+    /// `None`: not measured.
+    pub relay: Option<bool>,
 }
 
 /// The ops to evaluate for one request, and (privately) where each came from.
@@ -50,7 +56,8 @@ pub struct RequestFacts<'a> {
 pub struct Plan {
     pub ops: Vec<OpSpec>,
     origins: Vec<Origin>,
-    /// Deny-list hits recorded in global shadow mode (not enforced, so planning went on).
+    /// Hits decided without a counter: `match` rules, and deny-list hits in global shadow mode
+    /// (not enforced, so planning went on).
     pre_hits: Vec<Hit>,
 }
 
@@ -181,7 +188,7 @@ impl Policy {
                     Some(m) => m,
                     None => continue,
                 },
-                Limit::Rate(_) | Limit::Concurrency { .. } => 0,
+                Limit::Rate(_) | Limit::Concurrency { .. } | Limit::Match => 0,
             };
             let enforce = !(self.shadow || rule.shadow) && rule.action != Action::Flag;
             let mut key = String::with_capacity(rule.name.len() + 48 * rule.key.len() + 4);
@@ -232,6 +239,15 @@ impl Policy {
                     };
                     plan.push(op, enforce, rule_ix, 0);
                 }
+                Limit::Match => plan.pre_hits.push(Hit {
+                    rule: Arc::clone(&rule.name),
+                    layer_key: key,
+                    current: 1,
+                    limit: 0,
+                    retry_after: Duration::ZERO,
+                    action: rule.action,
+                    shadow: self.shadow || rule.shadow,
+                }),
             }
         }
         Ok(plan)
@@ -386,6 +402,14 @@ impl Policy {
             KeyPart::UserAgent => push_value(key, f.user_agent),
             KeyPart::HeaderFp => push_value(key, f.header_fp),
             KeyPart::H2 => push_value(key, f.h2_fp),
+            KeyPart::Claim => {
+                key.push_str(f.claim.as_ref().map_or("none", |c| self.client_name(c)));
+            }
+            KeyPart::Relay => key.push_str(match f.relay {
+                Some(true) => "relay",
+                Some(false) => "direct",
+                None => "-",
+            }),
         }
     }
 
@@ -454,6 +478,26 @@ impl Conditions {
             if !nets.contains(f.ip) {
                 return None;
             }
+        }
+        if let Some(set) = &self.header_fp {
+            if !f.header_fp.is_some_and(|h| set.contains(h)) {
+                return None;
+            }
+        }
+        if let Some(set) = &self.h2 {
+            if !f.h2_fp.is_some_and(|h| set.contains(h)) {
+                return None;
+            }
+        }
+        // An unmeasured connection matches neither `relay = true` nor `relay = false`.
+        if self.relay.is_some_and(|want| f.relay != Some(want)) {
+            return None;
+        }
+        if self
+            .claim_mismatch
+            .is_some_and(|want| want != f.claim.is_some_and(|c| c.is_mismatch()))
+        {
+            return None;
         }
         let route = if self.routes.is_empty() {
             None

@@ -15,6 +15,7 @@
 //! `validate/`). Every problem is collected, with its TOML path and line, in one pass.
 //! `docs/policy.md` documents every key.
 
+mod claims;
 mod decide;
 pub mod identity;
 mod raw;
@@ -29,11 +30,12 @@ use std::fmt;
 
 use toml_edit::ImDocument;
 
+pub use claims::{Claim, Layers};
 pub use decide::{Decision, Early, Hit, Plan, RateLimitHeaders, RequestFacts, Verdict};
 pub use identity::AccountId;
 pub use types::{
-    Action, CidrSet, Conditions, CountOf, Identity, KeyPart, Limit, Lists, OnStoreError, Policy,
-    RateWindow, Route, Rule,
+    Action, CidrSet, Conditions, CountOf, Identity, KeyPart, KnownClient, Limit, Lists,
+    OnStoreError, Policy, RateWindow, Route, Rule, DEFAULT_RELAY_GAP,
 };
 
 /// One problem in a policy file.

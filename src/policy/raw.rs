@@ -9,9 +9,25 @@ use super::walk::{Ctx, Spanned, SpannedList, TableReader};
 pub(crate) struct RawPolicy {
     pub(crate) version: Option<Spanned<String>>,
     pub(crate) shadow: Option<Spanned<bool>>,
+    pub(crate) relay_gap: Option<Spanned<String>>,
     pub(crate) identity: Option<RawIdentity>,
     pub(crate) lists: Option<RawLists>,
+    pub(crate) clients: Vec<RawClient>,
     pub(crate) rules: Vec<RawRule>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawClient {
+    /// `policy.clients[i]`
+    pub(crate) path: String,
+    pub(crate) line: Option<usize>,
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) user_agent: Option<Spanned<String>>,
+    pub(crate) headers: Option<SpannedList<String>>,
+    pub(crate) ja4: Option<SpannedList<String>>,
+    pub(crate) ja3: Option<SpannedList<String>>,
+    pub(crate) header_fp: Option<SpannedList<String>>,
+    pub(crate) h2: Option<SpannedList<String>>,
 }
 
 #[derive(Debug)]
@@ -69,6 +85,10 @@ pub(crate) struct RawWhen {
     pub(crate) cidrs: Option<SpannedList<String>>,
     pub(crate) user_agent: Option<Spanned<String>>,
     pub(crate) has_account: Option<Spanned<bool>>,
+    pub(crate) header_fp: Option<SpannedList<String>>,
+    pub(crate) h2: Option<SpannedList<String>>,
+    pub(crate) relay: Option<Spanned<bool>>,
+    pub(crate) claim_mismatch: Option<Spanned<bool>>,
 }
 
 /// Reads `[policy]` (the table `t`, at path `policy`).
@@ -76,8 +96,14 @@ pub(crate) fn read_policy(mut t: TableReader<'_>, ctx: &mut Ctx) -> RawPolicy {
     let raw = RawPolicy {
         version: t.string(ctx, "version"),
         shadow: t.bool(ctx, "shadow"),
+        relay_gap: t.string(ctx, "relay_gap"),
         identity: t.table(ctx, "identity").map(|t| read_identity(t, ctx)),
         lists: t.table(ctx, "lists").map(|t| read_lists(t, ctx)),
+        clients: t
+            .tables(ctx, "clients")
+            .into_iter()
+            .map(|c| read_client(c, ctx))
+            .collect(),
         rules: t
             .tables(ctx, "rules")
             .into_iter()
@@ -111,6 +137,22 @@ fn read_lists(mut t: TableReader<'_>, ctx: &mut Ctx) -> RawLists {
         allow_cidrs: t.strings(ctx, "allow_cidrs"),
         deny_cidrs: t.strings(ctx, "deny_cidrs"),
         deny_status: t.int(ctx, "deny_status"),
+    };
+    t.finish(ctx);
+    raw
+}
+
+fn read_client(mut t: TableReader<'_>, ctx: &mut Ctx) -> RawClient {
+    let raw = RawClient {
+        path: t.path.clone(),
+        line: t.line,
+        name: t.string(ctx, "name"),
+        user_agent: t.string(ctx, "user_agent"),
+        headers: t.strings(ctx, "headers"),
+        ja4: t.strings(ctx, "ja4"),
+        ja3: t.strings(ctx, "ja3"),
+        header_fp: t.strings(ctx, "header_fp"),
+        h2: t.strings(ctx, "h2"),
     };
     t.finish(ctx);
     raw
@@ -150,6 +192,10 @@ fn read_when(mut t: TableReader<'_>, ctx: &mut Ctx) -> RawWhen {
         cidrs: t.strings(ctx, "cidrs"),
         user_agent: t.string(ctx, "user_agent"),
         has_account: t.bool(ctx, "has_account"),
+        header_fp: t.strings(ctx, "header_fp"),
+        h2: t.strings(ctx, "h2"),
+        relay: t.bool(ctx, "relay"),
+        claim_mismatch: t.bool(ctx, "claim_mismatch"),
     };
     t.finish(ctx);
     raw

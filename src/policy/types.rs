@@ -28,9 +28,17 @@ pub struct Policy {
     pub(crate) identity: Identity,
     pub(crate) lists: Lists,
     pub(crate) rules: Vec<Rule>,
+    /// `[[policy.clients]]`: known clients, in file order (the first claim wins).
+    pub(crate) clients: Vec<KnownClient>,
+    /// `policy.relay_gap`: TLS round trip minus TCP round trip at or above which a connection
+    /// counts as relayed.
+    pub(crate) relay_gap: Duration,
     /// The most ops one request can plan: a window per rate window, one per other rule.
     pub(crate) max_ops: usize,
 }
+
+/// `policy.relay_gap` when the file gives none.
+pub const DEFAULT_RELAY_GAP: Duration = Duration::from_millis(30);
 
 impl Default for Policy {
     /// No lists, no rules: every request is allowed.
@@ -41,6 +49,8 @@ impl Default for Policy {
             identity: Identity::default(),
             lists: Lists::default(),
             rules: Vec::new(),
+            clients: Vec::new(),
+            relay_gap: DEFAULT_RELAY_GAP,
             max_ops: 0,
         }
     }
@@ -265,6 +275,10 @@ pub enum KeyPart {
     HeaderFp,
     /// The HTTP/2 fingerprint hash ("-" on HTTP/1.1).
     H2,
+    /// The `[[policy.clients]]` name the request claims to be, or `none`.
+    Claim,
+    /// `relay`, `direct`, or `-` when the connection was not measured (plain listener).
+    Relay,
 }
 
 impl KeyPart {
@@ -280,6 +294,8 @@ impl KeyPart {
             KeyPart::UserAgent => "user_agent",
             KeyPart::HeaderFp => "header_fp",
             KeyPart::H2 => "h2",
+            KeyPart::Claim => "claim",
+            KeyPart::Relay => "relay",
         }
     }
 }
@@ -369,6 +385,8 @@ pub enum Limit {
         max: NonZeroU32,
         window: Duration,
     },
+    /// No counter: every request the rule's `when` matches is a hit.
+    Match,
 }
 
 /// What a denied layer does to the request (unless in shadow mode).
@@ -409,6 +427,12 @@ pub struct Conditions {
     pub(crate) cidrs: Option<CidrSet>,
     pub(crate) user_agent: Option<Regex>,
     pub(crate) has_account: Option<bool>,
+    pub(crate) header_fp: Option<HashSet<String>>,
+    pub(crate) h2: Option<HashSet<String>>,
+    /// `true`: the connection is relayed; `false`: it was measured and is direct.
+    pub(crate) relay: Option<bool>,
+    /// `true`: the request claims a known client and a fingerprint contradicts it.
+    pub(crate) claim_mismatch: Option<bool>,
 }
 
 impl Conditions {
@@ -420,6 +444,40 @@ impl Conditions {
     }
     pub fn has_account(&self) -> Option<bool> {
         self.has_account
+    }
+    /// No condition at all: the rule applies to every request.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+            && self.ja4.is_none()
+            && self.ja3.is_none()
+            && self.cidrs.is_none()
+            && self.user_agent.is_none()
+            && self.has_account.is_none()
+            && self.header_fp.is_none()
+            && self.h2.is_none()
+            && self.relay.is_none()
+            && self.claim_mismatch.is_none()
+    }
+}
+
+/// `[[policy.clients]]`: a client the traffic may claim to be, and the fingerprints it is
+/// known to have. A layer without a set is not compared.
+#[derive(Debug, Clone)]
+pub struct KnownClient {
+    pub(crate) name: Arc<str>,
+    /// A User-Agent that matches claims this client.
+    pub(crate) user_agent: Option<Regex>,
+    /// Lower-case header names that, all present, claim this client.
+    pub(crate) headers: Vec<String>,
+    pub(crate) ja4: Option<HashSet<String>>,
+    pub(crate) ja3: Option<HashSet<String>>,
+    pub(crate) header_fp: Option<HashSet<String>>,
+    pub(crate) h2: Option<HashSet<String>>,
+}
+
+impl KnownClient {
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 

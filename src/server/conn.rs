@@ -201,6 +201,15 @@ pub async fn serve_tls(
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "unknown",
         };
+        // The relay signal needs the client's own TCP connection: behind a PROXY-protocol
+        // balancer the TCP peer is the balancer, so nothing is measured.
+        let io = tls.get_ref().0;
+        if !shared.is_trusted_proxy(tcp_peer) {
+            let tcp = super::tcp_info::tcp_rtt(io.get_ref());
+            if let (Some(tcp), Some(hs)) = (tcp, io.handshake_rtt()) {
+                tls_info.rtt = Some(super::info::Rtt::new(tcp, hs));
+            }
+        }
     }
     let h2 = tls_info.alpn.as_deref() == Some("h2");
     trace!(%peer, ja4 = ?tls_info.ja4, h2, "handshake done");

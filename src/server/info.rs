@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use http::HeaderValue;
 
@@ -57,6 +58,43 @@ pub struct TlsInfo {
     pub ja3_hash: HeaderValue,
     pub ja4: HeaderValue,
     pub ja4_r: HeaderValue,
+    /// Round trips measured during the handshake; `None` when the kernel gave no TCP estimate.
+    pub rtt: Option<Rtt>,
+}
+
+/// The relay signal's two round trips (docs/fingerprints.md, "Relay signal").
+///
+/// `tcp` is the kernel's estimate for the TCP peer (`TCP_INFO` minimum RTT); `tls` is the time
+/// from the server's first handshake flight to the client's next bytes, which spans the whole
+/// path to the TLS client. A relay terminates TCP near us but forwards TLS to a distant client,
+/// so `tls` grows and `tcp` does not.
+#[derive(Debug, Clone)]
+pub struct Rtt {
+    pub tcp: Duration,
+    pub tls: Duration,
+    /// `tcp` and `tls` in microseconds, as header values built once for the upstream.
+    pub tcp_header: HeaderValue,
+    pub tls_header: HeaderValue,
+}
+
+impl Rtt {
+    pub fn new(tcp: Duration, tls: Duration) -> Self {
+        Self {
+            tcp,
+            tls,
+            tcp_header: HeaderValue::from(micros(tcp)),
+            tls_header: HeaderValue::from(micros(tls)),
+        }
+    }
+    /// How much longer the TLS round trip took than the TCP one.
+    pub fn gap(&self) -> Duration {
+        self.tls.saturating_sub(self.tcp)
+    }
+}
+
+/// Whole microseconds, saturating.
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl TlsInfo {
@@ -77,6 +115,7 @@ impl TlsInfo {
             ja3_hash: header_value(ja3.hash),
             ja4: header_value(ja4.ja4),
             ja4_r: header_value(ja4.ja4_r),
+            rtt: None,
         }
     }
 }

@@ -47,12 +47,18 @@ impl Activity {
 }
 
 /// A stream with a prefix of already-read bytes replayed first.
+///
+/// It also times the handshake's round trip: from the first bytes written (the server's
+/// first flight, which rustls writes only after the whole ClientHello) to the first bytes then
+/// read from the socket (the client's answer to that flight). See [`ConnIo::handshake_rtt`].
 #[derive(Debug)]
 pub struct ConnIo<T> {
     prefix: Vec<u8>,
     pos: usize,
     inner: T,
     activity: Activity,
+    first_write: Option<Instant>,
+    handshake_rtt: Option<Duration>,
 }
 
 impl<T> ConnIo<T> {
@@ -62,10 +68,22 @@ impl<T> ConnIo<T> {
             pos: 0,
             inner,
             activity,
+            first_write: None,
+            handshake_rtt: None,
         }
     }
     pub fn get_ref(&self) -> &T {
         &self.inner
+    }
+    /// First write → next socket read with data; `None` until both happened.
+    pub fn handshake_rtt(&self) -> Option<Duration> {
+        self.handshake_rtt
+    }
+    fn wrote(&mut self) {
+        self.activity.touch();
+        if self.first_write.is_none() {
+            self.first_write = Some(Instant::now());
+        }
     }
 }
 
@@ -92,6 +110,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.activity.touch();
+            if this.handshake_rtt.is_none() {
+                this.handshake_rtt = this.first_write.map(|t| t.elapsed());
+            }
         }
         res
     }
@@ -106,7 +127,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write(cx, data);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
+            this.wrote();
         }
         res
     }
@@ -118,7 +139,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
+            this.wrote();
         }
         res
     }

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod info;
 pub mod io;
 pub mod proxy_protocol;
+pub mod tcp_info;
 pub mod tls;
 
 use std::future::Future;

@@ -2,6 +2,7 @@
 //! [`keys`] (key parts, layer keys, conditions), [`plan`] (lists, windows → ops, distinct
 //! members), [`decide`] (verdict precedence, shadow mode, RateLimit headers).
 
+mod claims;
 mod decide;
 mod keys;
 mod parse;
@@ -43,6 +44,8 @@ pub(super) fn facts<'a>() -> RequestFacts<'a> {
         user_agent: Some("python-httpx/0.27.0"),
         header_fp: None,
         h2_fp: None,
+        claim: None,
+        relay: None,
     }
 }
 

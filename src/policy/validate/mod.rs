@@ -15,10 +15,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawIdentity, RawLists, RawPolicy};
-use super::types::{Identity, Limit, Lists, Policy, DEFAULT_VERSION};
+use super::raw::{RawClient, RawIdentity, RawLists, RawPolicy};
+use super::types::{Identity, KnownClient, Limit, Lists, Policy, DEFAULT_VERSION};
 use super::walk::{Ctx, SpannedList};
-use values::{accounts, cidrs, int_in, ja3_set, ja4_set, status};
+use values::{
+    accounts, cidrs, duration_in, h2_set, header_fp_set, int_in, ja3_set, ja4_set, status,
+};
 
 const DAY: Duration = Duration::from_secs(86_400);
 /// Range of rate periods and distinct windows.
@@ -49,13 +51,39 @@ pub(crate) fn validate(raw: RawPolicy, ctx: &mut Ctx) -> Policy {
         p.version = DEFAULT_VERSION.to_string();
     }
     p.shadow = raw.shadow.is_some_and(|s| s.value);
+    if let Some(g) = raw.relay_gap {
+        let (lo, hi) = (Duration::from_millis(1), Duration::from_secs(10));
+        if let Some(d) = duration_in(ctx, &g, "relay_gap", lo, hi) {
+            p.relay_gap = d;
+        }
+    }
     if let Some(id) = raw.identity {
         p.identity = identity(id, ctx);
     }
     if let Some(l) = raw.lists {
         p.lists = lists(l, ctx);
     }
+    let has_clients = !raw.clients.is_empty();
+    let mut client_names: HashMap<String, Option<usize>> = HashMap::new();
+    for c in raw.clients {
+        if let Some(n) = &c.name {
+            if let Some(first) = client_names.get(&n.value) {
+                let hint = first.map(|l| format!("the first client with this name is at line {l}"));
+                n.issue(ctx, format!("duplicate client name `{}`", n.value), hint);
+            } else {
+                client_names.insert(n.value.clone(), n.line);
+            }
+        }
+        if let Some(client) = client(c, ctx) {
+            p.clients.push(client);
+        }
+    }
+    let scope = rule::Scope {
+        identity: &p.identity,
+        has_clients,
+    };
     let mut names: HashMap<String, Option<usize>> = HashMap::new();
+    let mut rules = Vec::with_capacity(raw.rules.len());
     for r in raw.rules {
         if let Some(n) = &r.name {
             if let Some(first) = names.get(&n.value) {
@@ -65,19 +93,96 @@ pub(crate) fn validate(raw: RawPolicy, ctx: &mut Ctx) -> Policy {
                 names.insert(n.value.clone(), n.line);
             }
         }
-        if let Some(rule) = rule::rule(r, &p.identity, ctx) {
-            p.rules.push(rule);
+        if let Some(rule) = rule::rule(r, &scope, ctx) {
+            rules.push(rule);
         }
     }
+    p.rules = rules;
     p.max_ops = p
         .rules
         .iter()
         .map(|r| match &r.limit {
             Limit::Rate(windows) => windows.len(),
             Limit::Concurrency { .. } | Limit::Distinct { .. } => 1,
+            Limit::Match => 0,
         })
         .sum();
     p
+}
+
+/// One `[[policy.clients]]` section.
+fn client(c: RawClient, ctx: &mut Ctx) -> Option<KnownClient> {
+    let name = match &c.name {
+        None => {
+            let hint = "every client needs a unique name: [a-z0-9_-], 1 to 64 long";
+            ctx.push(
+                &format!("{}.name", c.path),
+                c.line,
+                "missing `name`",
+                Some(hint.into()),
+            );
+            None
+        }
+        Some(n) if !rule::is_name(&n.value) => {
+            let hint = "lower-case letters, digits, `_` and `-`; 1 to 64 long";
+            n.issue(
+                ctx,
+                format!("bad client name `{}`", n.value),
+                Some(hint.into()),
+            );
+            None
+        }
+        Some(n) => Some(std::sync::Arc::<str>::from(n.value.as_str())),
+    };
+    let user_agent = c.user_agent.as_ref().and_then(|v| rule::regex(ctx, v));
+    let mut headers = Vec::new();
+    for h in c
+        .headers
+        .as_ref()
+        .map(|l| l.value.as_slice())
+        .unwrap_or_default()
+    {
+        match http::HeaderName::from_bytes(h.value.as_bytes()) {
+            Ok(name) => headers.push(name.as_str().to_string()),
+            Err(_) => h.issue(ctx, format!("bad header name `{}`", h.value), None),
+        }
+    }
+    if c.user_agent.is_none() && c.headers.as_ref().map_or(true, |l| l.value.is_empty()) {
+        let hint = "give `user_agent` (a regex) or `headers` (names the client always sends)";
+        ctx.push(
+            &c.path,
+            c.line,
+            "nothing claims this client",
+            Some(hint.into()),
+        );
+    }
+    let known = [&c.ja4, &c.ja3, &c.header_fp, &c.h2];
+    if known
+        .iter()
+        .all(|l| l.as_ref().map_or(true, |l| l.value.is_empty()))
+    {
+        let hint = "give at least one of ja4, ja3, header_fp, h2 (`investigate --clients` lists candidates)";
+        ctx.push(
+            &c.path,
+            c.line,
+            "no known fingerprints to compare",
+            Some(hint.into()),
+        );
+    }
+    let set = |l: Option<SpannedList<String>>| l.filter(|l| !l.value.is_empty());
+    let ja4 = set(c.ja4).map(|l| ja4_set(ctx, Some(l)));
+    let ja3 = set(c.ja3).map(|l| ja3_set(ctx, Some(l)));
+    let header_fp = set(c.header_fp).map(|l| header_fp_set(ctx, Some(l)));
+    let h2 = set(c.h2).map(|l| h2_set(ctx, Some(l)));
+    Some(KnownClient {
+        name: name?,
+        user_agent,
+        headers,
+        ja4,
+        ja3,
+        header_fp,
+        h2,
+    })
 }
 
 fn identity(raw: RawIdentity, ctx: &mut Ctx) -> Identity {

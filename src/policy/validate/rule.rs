@@ -5,10 +5,11 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::RegexBuilder;
+use regex::{Regex, RegexBuilder};
 
 use super::values::{
-    cidrs, duration_in, fmt_dur, ja3_set, ja4_set, nonzero_u32, parse_rate, status,
+    cidrs, duration_in, fmt_dur, h2_set, header_fp_set, ja3_set, ja4_set, nonzero_u32, parse_rate,
+    status,
 };
 use super::{MAX_PERIOD, MAX_TARPIT, MAX_WINDOWS, MIN_PERIOD, REGEX_SIZE_LIMIT, RESERVED_NAMES};
 use crate::policy::raw::{RawRule, RawWhen};
@@ -53,6 +54,8 @@ fn key_part(ctx: &mut Ctx, v: &Spanned<String>, id: &Identity) -> Option<KeyPart
         "user_agent" => KeyPart::UserAgent,
         "header_fp" => KeyPart::HeaderFp,
         "h2" => KeyPart::H2,
+        "claim" => KeyPart::Claim,
+        "relay" => KeyPart::Relay,
         s => {
             let configured = || {
                 format!(
@@ -72,7 +75,7 @@ fn key_part(ctx: &mut Ctx, v: &Spanned<String>, id: &Identity) -> Option<KeyPart
                     }
                 }
             } else {
-                let hint = "one of: account, ip, subnet, subnet/N, ja3, ja4, route, user_agent, header_fp, h2";
+                let hint = "one of: account, ip, subnet, subnet/N, ja3, ja4, route, user_agent, header_fp, h2, claim, relay";
                 v.issue(ctx, format!("unknown key part `{s}`"), Some(hint.into()));
                 return None;
             }
@@ -112,7 +115,23 @@ fn fixes(part: KeyPart, count: CountOf) -> bool {
     )
 }
 
-pub(super) fn rule(mut r: RawRule, id: &Identity, ctx: &mut Ctx) -> Option<Rule> {
+/// Rule and client names: `[a-z0-9_-]`, 1 to 64 long (they appear in layer keys and headers).
+pub(super) fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// What rules may refer to from the rest of the policy.
+pub(super) struct Scope<'a> {
+    pub(super) identity: &'a Identity,
+    /// `[[policy.clients]]` is not empty.
+    pub(super) has_clients: bool,
+}
+
+pub(super) fn rule(mut r: RawRule, scope: &Scope<'_>, ctx: &mut Ctx) -> Option<Rule> {
+    let id = scope.identity;
     let name = match &r.name {
         None => {
             missing(
@@ -125,11 +144,7 @@ pub(super) fn rule(mut r: RawRule, id: &Identity, ctx: &mut Ctx) -> Option<Rule>
         }
         Some(n) => {
             let s = &n.value;
-            let ok = !s.is_empty()
-                && s.len() <= 64
-                && s.bytes()
-                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
-            if !ok {
+            if !is_name(s) {
                 let hint = "lower-case letters, digits, `_` and `-`; 1 to 64 long";
                 n.issue(ctx, format!("bad rule name `{s}`"), Some(hint.into()));
                 None
@@ -148,6 +163,12 @@ pub(super) fn rule(mut r: RawRule, id: &Identity, ctx: &mut Ctx) -> Option<Rule>
 
     // Given but all entries bad still counts as given: no second, cascading message.
     let has_routes = r.when.as_ref().is_some_and(|w| w.routes.is_some());
+    if !scope.has_clients {
+        if let Some(c) = r.when.as_ref().and_then(|w| w.claim_mismatch.as_ref()) {
+            let hint = "list the clients with [[policy.clients]] sections";
+            c.issue(ctx, "no known clients to claim", Some(hint.into()));
+        }
+    }
     let when = r
         .when
         .take()
@@ -172,6 +193,13 @@ pub(super) fn rule(mut r: RawRule, id: &Identity, ctx: &mut Ctx) -> Option<Rule>
                 if let Some(p) = key_part(ctx, v, id) {
                     if key.contains(&p) {
                         v.issue(ctx, format!("key part `{p}` is listed twice"), None);
+                    } else if p == KeyPart::Claim && !scope.has_clients {
+                        let hint = "list the clients with [[policy.clients]] sections";
+                        v.issue(
+                            ctx,
+                            "key part `claim` needs known clients",
+                            Some(hint.into()),
+                        );
                     } else if p == KeyPart::Route && !has_routes {
                         let hint = "add when.routes; the route part is the entry that matched";
                         v.issue(
@@ -188,6 +216,18 @@ pub(super) fn rule(mut r: RawRule, id: &Identity, ctx: &mut Ctx) -> Option<Rule>
     }
 
     let limit = limit(&r, &key, ctx);
+    if matches!(limit, Some(Limit::Match)) && when.is_empty() {
+        if let Some(l) = &r.limit {
+            let hint =
+                "add [policy.rules.when] conditions; a match rule hits every request they match";
+            l.issue(
+                ctx,
+                "a `match` rule needs a `when` condition",
+                Some(hint.into()),
+            );
+        }
+        return None;
+    }
     let action = action(&r, ctx);
     let on_store_error = match r.on_store_error.as_ref().map(|s| (s, s.value.as_str())) {
         None | Some((_, "open")) => OnStoreError::Open,
@@ -222,14 +262,14 @@ fn limit(r: &RawRule, key: &[KeyPart], ctx: &mut Ctx) -> Option<Limit> {
                 ctx,
                 r,
                 "limit",
-                "one of \"rate\", \"concurrency\", \"distinct\"",
+                "one of \"rate\", \"concurrency\", \"distinct\", \"match\"",
             );
             None
         }
         Some(l) => match l.value.as_str() {
-            k @ ("rate" | "concurrency" | "distinct") => Some(k),
+            k @ ("rate" | "concurrency" | "distinct" | "match") => Some(k),
             other => {
-                let hint = "one of \"rate\", \"concurrency\", \"distinct\"".to_string();
+                let hint = "one of \"rate\", \"concurrency\", \"distinct\", \"match\"".to_string();
                 l.issue(ctx, format!("unknown limit `{other}`"), Some(hint));
                 None
             }
@@ -333,6 +373,34 @@ fn limit(r: &RawRule, key: &[KeyPart], ctx: &mut Ctx) -> Option<Limit> {
                 );
             }
             Some(Limit::Concurrency { max: max? })
+        }
+        "match" => {
+            not_for(ctx, &r.rate, "rate", k, "limit = \"rate\"");
+            not_for(ctx, &r.burst, "burst", k, "limit = \"rate\"");
+            not_for(
+                ctx,
+                &r.max,
+                "max",
+                k,
+                "limit = \"concurrency\" or \"distinct\"",
+            );
+            not_for(ctx, &r.count, "count", k, "limit = \"distinct\"");
+            not_for(ctx, &r.window, "window", k, "limit = \"distinct\"");
+            not_for(
+                ctx,
+                &r.hide_headers,
+                "hide_headers",
+                k,
+                "limit = \"rate\", the only kind with RateLimit headers",
+            );
+            not_for(
+                ctx,
+                &r.on_store_error,
+                "on_store_error",
+                k,
+                "rules with a counter; a match rule never asks the store",
+            );
+            Some(Limit::Match)
         }
         _ => {
             not_for(ctx, &r.rate, "rate", k, "limit = \"rate\"");
@@ -483,30 +551,9 @@ fn conditions(w: RawWhen, ctx: &mut Ctx) -> Conditions {
     let ja4 = non_empty(ctx, w.ja4).map(|l| ja4_set(ctx, Some(l)));
     let ja3 = non_empty(ctx, w.ja3).map(|l| ja3_set(ctx, Some(l)));
     let cidrs = non_empty(ctx, w.cidrs).map(|l| cidrs(ctx, Some(l)));
-    let user_agent = w.user_agent.and_then(|v| {
-        match RegexBuilder::new(&v.value)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-        {
-            Ok(re) => Some(re),
-            Err(e) => {
-                // The regex crate's message spans lines (pattern, caret, error): keep the last.
-                let text = e.to_string();
-                let last = text
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("");
-                let msg = format!("bad regex: {}", last.trim().trim_start_matches("error: "));
-                v.issue(
-                    ctx,
-                    msg,
-                    Some("regex crate syntax; no look-around or backreferences".into()),
-                );
-                None
-            }
-        }
-    });
+    let header_fp = non_empty(ctx, w.header_fp).map(|l| header_fp_set(ctx, Some(l)));
+    let h2 = non_empty(ctx, w.h2).map(|l| h2_set(ctx, Some(l)));
+    let user_agent = w.user_agent.and_then(|v| regex(ctx, &v));
     Conditions {
         routes,
         ja4,
@@ -514,5 +561,35 @@ fn conditions(w: RawWhen, ctx: &mut Ctx) -> Conditions {
         cidrs,
         user_agent,
         has_account: w.has_account.map(|b| b.value),
+        header_fp,
+        h2,
+        relay: w.relay.map(|b| b.value),
+        claim_mismatch: w.claim_mismatch.map(|b| b.value),
+    }
+}
+
+/// A User-Agent pattern (regex crate syntax, size-limited).
+pub(super) fn regex(ctx: &mut Ctx, v: &Spanned<String>) -> Option<Regex> {
+    match RegexBuilder::new(&v.value)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+    {
+        Ok(re) => Some(re),
+        Err(e) => {
+            // The regex crate's message spans lines (pattern, caret, error): keep the last.
+            let text = e.to_string();
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            let msg = format!("bad regex: {}", last.trim().trim_start_matches("error: "));
+            v.issue(
+                ctx,
+                msg,
+                Some("regex crate syntax; no look-around or backreferences".into()),
+            );
+            None
+        }
     }
 }

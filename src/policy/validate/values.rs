@@ -211,6 +211,67 @@ pub(super) fn ja3_set(ctx: &mut Ctx, list: Option<SpannedList<String>>) -> HashS
     out
 }
 
+/// `when.header_fp` and `[[policy.clients]] header_fp`: ids as `fingerprint::http` prints them.
+pub(super) fn header_fp_set(ctx: &mut Ctx, list: Option<SpannedList<String>>) -> HashSet<String> {
+    hex_ids(
+        ctx,
+        list,
+        &["h1_", "h2_"],
+        "header fingerprint",
+        "\"h2_3f9a0c1d2e4b\"",
+    )
+}
+
+/// `when.h2` and `[[policy.clients]] h2`: the Akamai string (as evidence and the upstream
+/// header show it), kept as its 12-hex-digit hash, or that hash itself (as layer keys show it).
+pub(super) fn h2_set(ctx: &mut Ctx, list: Option<SpannedList<String>>) -> HashSet<String> {
+    let Some(mut list) = list else {
+        return HashSet::new();
+    };
+    for v in &mut list.value {
+        if is_akamai(&v.value) {
+            v.value = crate::fingerprint::h2::akamai_hash(&v.value);
+        }
+    }
+    let example =
+        "\"1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p\" or its hash \"52d84b11737d\"";
+    hex_ids(ctx, Some(list), &[""], "HTTP/2 fingerprint", example)
+}
+
+/// Four `|`-separated parts, the last a comma-separated pseudo-header order (`m,a,s,p`).
+fn is_akamai(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('|').collect();
+    parts.len() == 4
+        && parts
+            .last()
+            .is_some_and(|p| p.split(',').all(|x| matches!(x, "m" | "a" | "s" | "p")))
+}
+
+/// Ids made of one of `prefixes` and 12 lowercase hex digits.
+fn hex_ids(
+    ctx: &mut Ctx,
+    list: Option<SpannedList<String>>,
+    prefixes: &[&str],
+    what: &str,
+    example: &str,
+) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for v in list.map(|l| l.value).unwrap_or_default() {
+        let ok = prefixes.iter().any(|p| {
+            v.value.strip_prefix(p).is_some_and(|hex| {
+                hex.len() == 12 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
+        });
+        if ok {
+            out.insert(v.value);
+        } else {
+            let hint = format!("as evidence records it, e.g. {example}");
+            v.issue(ctx, format!("bad {what} `{}`", v.value), Some(hint));
+        }
+    }
+    out
+}
+
 pub(super) fn accounts(ctx: &mut Ctx, list: Option<SpannedList<String>>) -> HashSet<AccountId> {
     let mut out = HashSet::new();
     for v in list.map(|l| l.value).unwrap_or_default() {
