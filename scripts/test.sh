@@ -8,7 +8,8 @@ need=()
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v redis-server >/dev/null || need+=(redis-server)
-command -v python3 >/dev/null || need+=(python3)
+command -v python3 >/dev/null || need+=(python3 python3-venv)
+command -v python3 >/dev/null && ! python3 -c 'import venv, ensurepip' 2>/dev/null && need+=(python3-venv)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -17,6 +18,9 @@ if ((${#need[@]})); then
 fi
 command -v cargo >/dev/null || { echo "test.sh: cargo not found; install Rust (rustup)"; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
+
+echo "== SDK venv (tests/sdk_claims.rs)"
+scripts/sdk-venv.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

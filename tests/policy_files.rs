@@ -216,8 +216,12 @@ fn example_parses_with_zero_issues() {
             "subnet-accounts-max",
             "subnet-budget",
             "account-subnets",
+            "client-mismatch",
+            "relayed",
         ]
     );
+    let clients: Vec<&str> = policy.clients().iter().map(|c| c.name()).collect();
+    assert_eq!(clients, ["anthropic-python"]);
     let distinct = policy
         .rules()
         .iter()

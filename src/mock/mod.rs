@@ -5,7 +5,8 @@
 //!   usage, `message_stop`), one event every `delay_ms` (query, default 20); otherwise one JSON
 //!   message with a `usage` object.
 //! - `GET /v1/stream?n=N&delay_ms=D`: N `data:` events D ms apart, then `data: [DONE]`.
-//! - `GET /v1/echo`: the request's method, path and headers as JSON (shows what the proxy sent).
+//! - `GET` or `POST /v1/echo`: the request's method, path and headers as JSON (shows what the
+//!   proxy sent; a POST body is ignored).
 //! - `GET /v1/slow?ms=M`: answers after M ms (for upstream timeout tests).
 
 use std::convert::Infallible;
@@ -156,7 +157,7 @@ async fn handle(req: Request<Incoming>) -> Response<ProxyBody> {
             events.push("data: [DONE]\n\n".into());
             sse(events, delay)
         }
-        (&Method::GET, "/v1/echo") => {
+        (&Method::GET | &Method::POST, "/v1/echo") => {
             let headers: serde_json::Map<String, serde_json::Value> = req
                 .headers()
                 .iter()
