@@ -137,6 +137,26 @@ impl Drop for InFlight {
     }
 }
 
+/// The relay signal's round trips, right after the handshake (docs/fingerprints.md).
+///
+/// The TLS round trip is timed in user space by [`ConnIo`], so a busy proxy that reads the
+/// client's answer late would inflate it. The kernel stamped that answer's arrival: the last
+/// data segment came `since_last_recv` ago (the client's Finished, or bytes right behind it),
+/// so the round trip is also `now - since_last_recv - first_write`. The smaller of the two is
+/// kept; the kernel's figure has jiffy resolution (1-10 ms).
+fn measure_rtt(io: &ConnIo<TcpStream>) -> Option<super::info::Rtt> {
+    let now = std::time::Instant::now();
+    let times = super::tcp_info::tcp_times(io.get_ref())?;
+    let user = io.handshake_rtt()?;
+    let first_write = io.first_write()?;
+    let tls = now
+        .checked_sub(times.since_last_recv)
+        .map_or(user, |arrived| {
+            user.min(arrived.saturating_duration_since(first_write))
+        });
+    Some(super::info::Rtt::new(times.rtt, tls))
+}
+
 /// Serves one TLS connection to its end.
 pub async fn serve_tls(
     shared: Arc<Shared>,
@@ -203,12 +223,8 @@ pub async fn serve_tls(
         };
         // The relay signal needs the client's own TCP connection: behind a PROXY-protocol
         // balancer the TCP peer is the balancer, so nothing is measured.
-        let io = tls.get_ref().0;
         if !shared.is_trusted_proxy(tcp_peer) {
-            let tcp = super::tcp_info::tcp_rtt(io.get_ref());
-            if let (Some(tcp), Some(hs)) = (tcp, io.handshake_rtt()) {
-                tls_info.rtt = Some(super::info::Rtt::new(tcp, hs));
-            }
+            tls_info.rtt = measure_rtt(tls.get_ref().0);
         }
     }
     let h2 = tls_info.alpn.as_deref() == Some("h2");

@@ -79,6 +79,10 @@ impl<T> ConnIo<T> {
     pub fn handshake_rtt(&self) -> Option<Duration> {
         self.handshake_rtt
     }
+    /// When the first bytes were written.
+    pub fn first_write(&self) -> Option<Instant> {
+        self.first_write
+    }
     fn wrote(&mut self) {
         self.activity.touch();
         if self.first_write.is_none() {
