@@ -5,7 +5,10 @@
 //!
 //! - `ten_layers`: 10 ops from 8 rules covering every kind and most key parts (6 rate windows,
 //!   2 distinct, 2 concurrency), routes, a user-agent regex, non-empty lists that miss;
-//! - `example`: the example policy (docs/policy.md): 11 ops from 9 matching rules.
+//! - `example`: the example policy (docs/policy.md): 11 ops from 9 matching rules;
+//! - `claim`: `Policy::claim` with the example policy's known client, per request where the
+//!   policy lists clients: an SDK request (claimed by User-Agent, consistent), a copy
+//!   (claimed by its headers, mismatching) and a request that claims nothing.
 //!
 //! Run: `cargo bench --bench decide -- --warm-up-time 1 --measurement-time 3`
 
@@ -139,7 +142,58 @@ fn benches(c: &mut Criterion) {
         "/tests/fixtures/policy/example.toml"
     ))
     .expect("example policy");
-    bench_policy(c, "example", &policy(&example), 11);
+    let example = policy(&example);
+    bench_policy(c, "example", &example, 11);
+    bench_claim(c, &example);
+}
+
+fn bench_claim(c: &mut Criterion, p: &Policy) {
+    let mut headers = http::HeaderMap::new();
+    for name in [
+        "x-stainless-lang",
+        "x-stainless-package-version",
+        "x-stainless-os",
+    ] {
+        headers.insert(name, http::HeaderValue::from_static("x"));
+    }
+    let has = |name: &str| headers.contains_key(name);
+    let none = |_: &str| false;
+    let base = RequestFacts {
+        account: Some(account_id(b"bench-secret", "sk-bench-0001")),
+        ip: "203.0.113.77".parse().expect("literal address"),
+        ja3_hash: Some("304734bb1c086c3453b387400cf83f11"),
+        ja4: Some("t13d1812h1_85036bcba153_d41ae481755e"),
+        method: "POST",
+        path: "/v1/messages",
+        user_agent: Some("Anthropic/Python 2.12.0"),
+        header_fp: Some("h1_aebb60bad449"),
+        h2_fp: None,
+        claim: None,
+        relay: Some(false),
+    };
+    let copy = RequestFacts {
+        user_agent: Some("curl/7.88.1"),
+        ja4: Some("t13d3112h1_e8f1e7e78f70_6bebaf5329ac"),
+        ..base
+    };
+    let other = RequestFacts {
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0"),
+        ..copy
+    };
+    assert!(p.claim(&base, &has).is_some_and(|c| !c.is_mismatch()));
+    assert!(p.claim(&copy, &has).is_some_and(|c| c.is_mismatch()));
+    assert!(p.claim(&other, &none).is_none());
+    let mut g = c.benchmark_group("claim");
+    g.bench_function("sdk", |b| {
+        b.iter(|| black_box(p).claim(black_box(&base), &has))
+    });
+    g.bench_function("copy", |b| {
+        b.iter(|| black_box(p).claim(black_box(&copy), &has))
+    });
+    g.bench_function("none", |b| {
+        b.iter(|| black_box(p).claim(black_box(&other), &none))
+    });
+    g.finish();
 }
 
 criterion_group!(decide, benches);
