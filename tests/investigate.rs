@@ -389,6 +389,15 @@ fn sample_generator_feeds_a_full_report() {
         .iter()
         .any(|h| h["value"] == "t13d1516h2_8daaf6152771_e5627efa2ab1"));
     assert!(r["clusters"]["items"][0]["size"].as_u64().unwrap_or(0) >= 250);
+    // The SDK users, the campaign and the relay cluster all claim the official client; its
+    // own stack leads by distinct accounts, the impostors carry their mismatch layers.
+    let sdk = &r["clients"]["items"][0];
+    assert_eq!(sdk["name"], "anthropic-python");
+    assert_eq!(sdk["combinations_total"], 4);
+    let combos = sdk["combinations"].as_array().expect("combinations");
+    assert_eq!(combos[0]["ja4"], "t13d1516h2_8daaf6152771_e5627efa2ab1");
+    assert_eq!(combos[0]["mismatch"], json!([]));
+    assert!(combos[1..].iter().all(|c| c["mismatch"][0] == "ja4"));
 }
 
 /// Writes a sample evidence log for the screenshot script and the 1 GB benchmark:
@@ -437,4 +446,273 @@ fn write_report() {
     let mut out = Vec::new();
     execute(&args, &mut out).expect("investigate");
     print!("{}", String::from_utf8_lossy(&out));
+}
+
+// --- the clients view (`--clients`) -------------------------------------------------------
+
+/// The official SDK's stack in the fixtures below, and two others that claim it.
+const SDK_JA4: &str = "t13d1812h1_85036bcba153_d41ae481755e";
+const SDK_HFP: &str = "h1_aebb60bad449";
+const FEW_JA4: &str = "t13d1715h2_5b57614c22b0_3d5424432f57";
+const FEW_HFP: &str = "h2_0123456789ab";
+const FEW_H2: &str = "1:65536;2:0;3:1000;4:6291456|15663105|0|m,s,a,p";
+const ONE_JA4: &str = "t13d1312h2_f57a46bbacb6_ab7e3b40a677";
+const OTHER_JA4: &str = "t13d1516h2_8daaf6152771_02713d6af862";
+const HOSTILE_UA: &str = "<script>alert(\"x\\\")</script>\u{1b}[2J\u{202e}rest 1.0";
+
+/// One evidence line: `n` (decision id and minute), account `a` (none if 0), a /24 `net`.
+fn claim_line(n: u32, a: u32, net: &str, ja4: &str) -> Value {
+    json!({"v": 1, "ts": format!("2025-04-22T10:{:02}:00.000Z", n % 60),
+           "decision_id": format!("{n:032x}"), "policy_version": "t", "verdict": "flag",
+           "peer": format!("{net}.9"), "subnet": format!("{net}.0/24"),
+           "account": (a > 0).then(|| acct(a)), "sni": null, "alpn": "h2", "ja3": null,
+           "ja3_hash": null, "ja4": ja4, "ja4_r": null, "user_agent": "Anthropic/Python 2.12.0",
+           "method": "POST", "path": "/v1/messages", "status": 200,
+           "hits": [{"rule": "client-mismatch", "layer_key": "k", "current": 1, "limit": 0,
+                     "action": "flag", "shadow": false, "retry_after_ms": 0}]})
+}
+
+/// The fixture: under the claim `anthropic-python`, the SDK's stack with six accounts on six
+/// subnets (8 records), a stack copying its headers with two accounts on one subnet (6 records,
+/// mismatch), and one with a single account (5 records, mismatch); without a claim, an
+/// `OpenAI/Python` SDK (3 records, 2 accounts), a hostile user agent (2 records, 2 accounts),
+/// and one record with neither claim nor user agent.
+fn clients_fixture(dir: &Path) -> PathBuf {
+    let mut lines = Vec::new();
+    let mut n = 0;
+    let mut push = |mut v: Value, f: &dyn Fn(&mut Value)| {
+        n += 1;
+        v["decision_id"] = json!(format!("{n:032x}"));
+        f(&mut v);
+        lines.push(v.to_string());
+    };
+    for i in 1..=8u32 {
+        let a = (i - 1) % 6 + 1;
+        push(claim_line(i, a, &format!("198.51.{a}"), SDK_JA4), &|v| {
+            v["claim"] = json!("anthropic-python");
+            v["header_fp"] = json!(SDK_HFP);
+        });
+    }
+    for i in 0..6u32 {
+        push(claim_line(i, 20 + i % 2, "100.64.9", FEW_JA4), &|v| {
+            v["claim"] = json!("anthropic-python");
+            v["header_fp"] = json!(FEW_HFP);
+            v["h2_fp"] = json!(FEW_H2);
+            v["claim_mismatch"] = json!(["ja4", "header_fp", "h2"]);
+        });
+    }
+    for i in 0..5u32 {
+        push(claim_line(i, 30, "100.64.10", ONE_JA4), &|v| {
+            v["claim"] = json!("anthropic-python");
+            v["header_fp"] = json!(SDK_HFP);
+            v["claim_mismatch"] = json!(["ja4"]);
+        });
+    }
+    for i in 0..3u32 {
+        push(claim_line(i, 40 + i % 2, "203.0.113", OTHER_JA4), &|v| {
+            v["user_agent"] = json!("OpenAI/Python 1.30.0")
+        });
+    }
+    for i in 0..2u32 {
+        push(claim_line(i, 50 + i, "192.0.2", J3), &|v| {
+            v["user_agent"] = json!(HOSTILE_UA);
+            v["header_fp"] = json!("h1_<img src=x onerror=alert(1)>");
+        });
+    }
+    push(claim_line(1, 0, "192.0.2", J3), &|v| {
+        v["user_agent"] = Value::Null;
+    });
+    let f = dir.join("clients.jsonl");
+    fs::write(&f, lines.join("\n") + "\n").expect("write fixture");
+    f
+}
+
+#[test]
+fn clients_view_groups_and_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = report(&InvestigateArgs::new(vec![clients_fixture(dir.path())]));
+    let c = &r["clients"];
+    assert_eq!(c["total"], 4);
+    assert_eq!(c["min_accounts"], 2);
+    let items = c["items"].as_array().expect("items");
+    let groups: Vec<(&str, &str, u64, u64)> = items
+        .iter()
+        .map(|g| {
+            (
+                g["kind"].as_str().unwrap_or_default(),
+                g["name"].as_str().unwrap_or_default(),
+                g["records"].as_u64().unwrap_or(0),
+                g["accounts"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let hostile_product = HOSTILE_UA.split(' ').next().unwrap_or_default();
+    assert_eq!(
+        groups,
+        [
+            ("claim", "anthropic-python", 19, 9),
+            ("user_agent", "OpenAI/Python", 3, 2),
+            ("user_agent", hostile_product, 2, 2),
+            ("none", "", 1, 0),
+        ]
+    );
+
+    let sdk = &items[0];
+    assert_eq!(sdk["user_agent_product"], "Anthropic/Python");
+    assert_eq!(sdk["mismatched"], 11);
+    assert_eq!(
+        sdk["mismatch"],
+        json!({"ja4": 11, "ja3": 0, "header_fp": 6, "h2": 6})
+    );
+    assert_eq!(sdk["combinations_total"], 3);
+    // Most distinct accounts first, whatever the records.
+    assert_eq!(
+        sdk["combinations"],
+        json!([
+            {"ja4": SDK_JA4, "header_fp": SDK_HFP, "h2": null, "records": 8, "accounts": 6,
+             "subnets": 6, "mismatch": []},
+            {"ja4": FEW_JA4, "header_fp": FEW_HFP, "h2": FEW_H2, "records": 6, "accounts": 2,
+             "subnets": 1, "mismatch": ["ja4", "header_fp", "h2"]},
+            {"ja4": ONE_JA4, "header_fp": SDK_HFP, "h2": null, "records": 5, "accounts": 1,
+             "subnets": 1, "mismatch": ["ja4"]},
+        ])
+    );
+    // Nothing to claim the record without a user agent by: no candidate.
+    assert_eq!(items[3]["candidate"], Value::Null);
+
+    // --top bounds groups and combinations alike; the totals still count them all.
+    let mut args = InvestigateArgs::new(vec![dir.path().join("clients.jsonl")]);
+    args.top = 1;
+    let r = report(&args);
+    assert_eq!(r["clients"]["total"], 4);
+    assert_eq!(r["clients"]["items"].as_array().map(Vec::len), Some(1));
+    let only = &r["clients"]["items"][0];
+    assert_eq!(only["combinations_total"], 3);
+    assert_eq!(only["combinations"][0]["ja4"], SDK_JA4);
+    assert_eq!(only["combinations"].as_array().map(Vec::len), Some(1));
+}
+
+/// The candidate is valid policy TOML; it proposes the combinations seen by at least
+/// `--min-accounts` accounts and leaves the single-account one out.
+#[test]
+fn clients_candidates_are_valid_policy() {
+    use portcullis::policy::{parse_policy, Layers, RequestFacts};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = InvestigateArgs::new(vec![clients_fixture(dir.path())]);
+    args.clients = true;
+    let mut out = Vec::new();
+    let r = execute(&args, &mut out).expect("investigate");
+    let text = String::from_utf8(out).expect("utf8");
+    let candidate = |i: usize| r.clients.items[i].candidate.clone().unwrap_or_default();
+
+    let sdk = candidate(0);
+    assert!(text.contains(&sdk), "--clients prints the candidate");
+    assert!(sdk.contains("do not paste blindly"));
+    assert!(sdk.contains(SDK_JA4) && sdk.contains(FEW_JA4) && sdk.contains(FEW_H2));
+    assert!(
+        !sdk.contains(ONE_JA4),
+        "one account's stack is not proposed"
+    );
+    let policy = parse_policy(&format!("[policy]\n{sdk}")).expect("valid policy TOML");
+    let client = &policy.clients()[0];
+    assert_eq!(client.name(), "anthropic-python");
+    assert!(sdk.contains("\nuser_agent = \"^Anthropic/Python(?:[ /]|$)\"\n"));
+    // The parsed sets: the proposed stacks match the claim, the left-out one mismatches.
+    let facts = |ja4: &'static str, hfp: &'static str| RequestFacts {
+        account: None,
+        ip: "192.0.2.1".parse().expect("ip"),
+        ja3_hash: None,
+        ja4: Some(ja4),
+        method: "POST",
+        path: "/v1/messages",
+        user_agent: Some("Anthropic/Python 2.12.0"),
+        header_fp: Some(hfp),
+        h2_fp: None,
+        claim: None,
+        relay: None,
+    };
+    let mismatch = |ja4, hfp| {
+        policy
+            .claim(&facts(ja4, hfp), &|_| false)
+            .map(|c| c.mismatch)
+    };
+    assert_eq!(mismatch(SDK_JA4, SDK_HFP), Some(Layers::default()));
+    assert_eq!(mismatch(FEW_JA4, FEW_HFP), Some(Layers::default()));
+    assert_eq!(mismatch(ONE_JA4, SDK_HFP), Some(Layers::JA4));
+    assert!(policy
+        .claim(
+            &RequestFacts {
+                user_agent: Some("Anthropic/Python3"),
+                ..facts(SDK_JA4, SDK_HFP)
+            },
+            &|_| false
+        )
+        .is_none());
+
+    // A stricter threshold leaves the two-account stack out as well.
+    args.min_accounts = 3;
+    let r3 = run(&args).expect("investigate");
+    let strict = r3.clients.items[0].candidate.clone().unwrap_or_default();
+    assert!(strict.contains(SDK_JA4) && !strict.contains(FEW_JA4) && !strict.contains(FEW_H2));
+    parse_policy(&format!("[policy]\n{strict}")).expect("valid policy TOML");
+
+    // Every candidate pasted together is one valid policy: names are unique, hostile
+    // strings are escaped, values the policy would refuse are left out.
+    let all: String = (0..3).map(candidate).collect::<Vec<_>>().join("\n");
+    let policy = parse_policy(&format!("[policy]\n{all}")).expect("valid policy TOML");
+    let names: Vec<&str> = policy.clients().iter().map(|c| c.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "anthropic-python",
+            "openai-python",
+            "script-alert-x-script-2j-rest"
+        ]
+    );
+    let hostile = candidate(2);
+    assert!(hostile.contains("1 value(s) left out"), "{hostile}");
+    assert!(!hostile.contains("<img"));
+    let hostile_facts = RequestFacts {
+        user_agent: Some(HOSTILE_UA),
+        ..facts(J3, SDK_HFP)
+    };
+    let claimed = policy.claim(&hostile_facts, &|_| false).map(|c| c.client);
+    assert_eq!(
+        claimed,
+        Some(2),
+        "the escaped regex claims the hostile user agent"
+    );
+    // With one account per combination, nothing qualifies.
+    args.min_accounts = 7;
+    let r7 = run(&args).expect("investigate");
+    assert!(r7.clients.items.iter().all(|g| g.candidate.is_none()));
+}
+
+#[test]
+fn clients_view_escapes_hostile_strings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = clients_fixture(dir.path());
+    let html_path = dir.path().join("r.html");
+    let mut args = InvestigateArgs::new(vec![f]);
+    args.html = Some(html_path.clone());
+    for clients in [false, true] {
+        args.clients = clients;
+        let mut out = Vec::new();
+        execute(&args, &mut out).expect("investigate");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("anthropic-python (claimed)"), "{text}");
+        assert!(!text.contains('\u{1b}'), "raw escape in text output");
+        assert!(
+            !text.contains('\u{202e}'),
+            "raw bidi override in text output"
+        );
+        assert!(text.contains("\\u{1b}[2J") || text.contains("\\u001B[2J"));
+    }
+    let html = fs::read_to_string(&html_path).expect("html");
+    assert!(html.contains("<h2>Clients</h2>"));
+    assert!(html.contains("&lt;script&gt;alert(&quot;x"));
+    assert!(html.contains("h1_&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(!html.contains("<script") && !html.contains("<img"));
+    assert!(!html.contains('\u{1b}'));
+    assert!(html.contains("[[policy.clients]]"));
 }

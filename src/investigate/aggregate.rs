@@ -176,6 +176,8 @@ pub struct Aggregator {
     /// `(rule, account)` → hits.
     pub(crate) rule_acct: HashMap<u64, u32>,
     rule_stats: HashMap<(u32, u32), RuleStat>,
+    /// The clients view (claims, User-Agent products, fingerprint combinations).
+    clients: super::clients::ClientAgg,
     verdicts: BTreeMap<String, u64>,
     /// Epoch minute → records by verdict class.
     minutes: BTreeMap<i64, ByVerdict>,
@@ -205,6 +207,7 @@ impl Aggregator {
             subnet_acct: HashMap::new(),
             rule_acct: HashMap::new(),
             rule_stats: HashMap::new(),
+            clients: super::clients::ClientAgg::default(),
             verdicts: BTreeMap::new(),
             minutes: BTreeMap::new(),
             first_ms: i64::MAX,
@@ -239,20 +242,23 @@ impl Aggregator {
             Some(a) => bump(&mut self.account_records, a),
             None => self.without_account += 1,
         }
-        if let Some(j) = r.ja4.as_deref().filter(|s| !s.is_empty()) {
+        let ja4 = r.ja4.as_deref().filter(|s| !s.is_empty()).map(|j| {
             let id = self.ja4s.id(j);
             bump_class(&mut self.ja4_stats, id, class);
             if let Some(a) = account {
                 *self.ja4_acct.entry(pack(id, a)).or_default() += 1;
             }
-        }
-        if !r.subnet.is_empty() {
+            id
+        });
+        let subnet = (!r.subnet.is_empty()).then(|| {
             let id = self.subnets.id(&r.subnet);
             bump_class(&mut self.subnet_stats, id, class);
             if let Some(a) = account {
                 *self.subnet_acct.entry(pack(id, a)).or_default() += 1;
             }
-        }
+            id
+        });
+        self.clients.add(r, ja4, account, subnet);
         for h in &r.hits {
             let rule = self.rules.id(&h.rule);
             let action = self.actions.id(&h.action);
@@ -374,13 +380,14 @@ impl Aggregator {
             subnets_by_accounts: top_by(&subnet_rows, top, |r| r.accounts),
             user_agents,
             clusters,
+            clients: self.clients.build(&self.ja4s, top, args.min_accounts),
             timeline,
             warnings: self.warnings,
         }
     }
 }
 
-fn bump(v: &mut Vec<u64>, id: u32) {
+pub(crate) fn bump(v: &mut Vec<u64>, id: u32) {
     let i = id as usize;
     if v.len() <= i {
         v.resize(i + 1, 0);
@@ -397,7 +404,7 @@ fn bump_class(v: &mut Vec<ByVerdict>, id: u32, class: usize) {
 }
 
 /// At most `max` bytes of `s`, cut on a character boundary.
-fn cut(s: &str, max: usize) -> &str {
+pub(crate) fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

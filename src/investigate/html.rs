@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::report::{Bucket, CountRow, KeyRow, Report};
+use super::report::{Bucket, Clients, CountRow, KeyRow, Report};
 use super::text::human_secs;
 
 const REJECT: &str = "#d64545";
@@ -60,6 +60,7 @@ code,.mono{font-family:'DejaVu Sans Mono',Menlo,Consolas,monospace;font-size:12p
 svg{display:block;max-width:100%}svg text{font-family:'DejaVu Sans Mono',Menlo,Consolas,monospace;font-size:11px;fill:#1f2328}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
 .warn{color:#9a3412}
+h3{font-size:14px;margin:18px 0 4px}pre{background:#f6f8fa;padding:8px 12px;border-radius:6px;white-space:pre-wrap}
 ";
 
 /// The whole document.
@@ -198,6 +199,8 @@ pub(crate) fn render(r: &Report) -> String {
         h.push_str("</table>\n");
     }
 
+    clients(&mut h, &r.clients);
+
     if r.warnings.total > 0 {
         let _ = writeln!(
             h,
@@ -291,6 +294,46 @@ fn key_table(h: &mut String, title: &str, what: &str, rows: &[KeyRow]) {
         );
     }
     h.push_str("</table>\n");
+}
+
+/// The clients view: per group, its combinations and its `[[policy.clients]]` candidate.
+fn clients(h: &mut String, c: &Clients) {
+    let _ = writeln!(
+        h,
+        "<h2>Clients</h2><p class=\"meta\">{} groups, by {}. Combinations by distinct accounts; \
+         candidates propose the values of combinations seen by {} or more accounts: review them, \
+         a campaign that copies a client's headers claims it too.</p>",
+        c.total,
+        esc(&c.grouping),
+        c.min_accounts
+    );
+    let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_string(), esc);
+    for g in &c.items {
+        let who = match g.kind.as_str() {
+            "none" => format!("({})", g.kind_label()),
+            _ => format!("<code>{}</code> ({})", esc(&g.name), g.kind_label()),
+        };
+        let _ = writeln!(h, "<h3>{who}</h3><p class=\"meta\">{}</p>", g.summary());
+        h.push_str("<table><tr><th>#</th><th>JA4</th><th>header_fp</th><th>h2</th><th>records</th><th>accounts</th><th>subnets</th><th>mismatch</th></tr>\n");
+        for (i, x) in g.combinations.iter().enumerate() {
+            let _ = writeln!(
+                h,
+                "<tr><td class=n>{}</td><td><code>{}</code></td><td><code>{}</code></td><td><code>{}</code></td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
+                i + 1,
+                opt(&x.ja4),
+                opt(&x.header_fp),
+                opt(&x.h2),
+                x.records,
+                x.accounts,
+                x.subnets,
+                esc(&x.mismatch.join(","))
+            );
+        }
+        h.push_str("</table>\n");
+        if let Some(toml) = &g.candidate {
+            let _ = writeln!(h, "<pre class=\"mono\">{}</pre>", esc(toml));
+        }
+    }
 }
 
 fn cells(rows: &[CountRow]) -> String {

@@ -15,10 +15,16 @@
 //! tables. The alternative — linking only through a shared (JA4, subnet) pair — would miss the
 //! reported campaign shape, one residential proxy exit per account. See `docs/investigate.md`.
 //!
+//! The clients view ([`clients`]) groups records by the client they claim (or, without a claim,
+//! by the User-Agent's product token) and lists the (JA4, header, HTTP/2) fingerprint
+//! combinations of each group with their distinct accounts and subnets; `--clients` prints it
+//! with a `[[policy.clients]]` candidate per group.
+//!
 //! Everything read from the evidence is attacker-influenced (user agents, paths, fingerprint
 //! strings): the text output escapes control characters, the HTML output escapes everything.
 
 pub mod aggregate;
+mod clients;
 pub mod cluster;
 mod html;
 pub mod input;
@@ -77,6 +83,14 @@ pub struct InvestigateArgs {
     /// (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_link_degree: usize,
+    /// Print only the clients view (records grouped by claimed client or User-Agent product,
+    /// with the fingerprint combinations seen) and a `[[policy.clients]]` candidate per group.
+    #[arg(long)]
+    pub clients: bool,
+    /// A combination's fingerprints are proposed in a candidate only when this many distinct
+    /// accounts used it.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub min_accounts: u64,
 }
 
 impl InvestigateArgs {
@@ -95,6 +109,8 @@ impl InvestigateArgs {
             html: None,
             top: 10,
             max_link_degree: 1000,
+            clients: false,
+            min_accounts: 2,
         }
     }
 }
@@ -194,6 +210,8 @@ pub fn execute(args: &InvestigateArgs, out: &mut dyn Write) -> Result<Report, Er
         serde_json::to_writer_pretty(&mut *out, &report)
             .map_err(|e| stdout_err(std::io::Error::other(e)))?;
         writeln!(out).map_err(stdout_err)?;
+    } else if args.clients {
+        text::render_clients(&report, out).map_err(stdout_err)?;
     } else {
         text::render(&report, out).map_err(stdout_err)?;
     }
@@ -209,5 +227,10 @@ impl Report {
     /// The text tables (what the command prints without `--json`).
     pub fn write_text(&self, out: &mut dyn Write) -> std::io::Result<()> {
         text::render(self, out)
+    }
+
+    /// The clients view and the `[[policy.clients]]` candidates (what `--clients` prints).
+    pub fn write_clients_text(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        text::render_clients(self, out)
     }
 }

@@ -30,6 +30,15 @@ pub(crate) struct Line<'a> {
     pub ja4_r: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub user_agent: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub header_fp: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub h2_fp: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub claim: Option<Cow<'a, str>>,
+    /// Layer names; usually absent (the writer omits an empty list), so no allocation.
+    #[serde(default)]
+    pub claim_mismatch: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow)]
     pub hits: Vec<Hit<'a>>,
 }

@@ -29,6 +29,8 @@ pub struct Report {
     pub subnets_by_accounts: Vec<KeyRow>,
     pub user_agents: Vec<CountRow>,
     pub clusters: Clusters,
+    /// Records grouped by the client they claim, with the fingerprint combinations seen.
+    pub clients: Clients,
     pub timeline: Timeline,
     pub warnings: Warnings,
 }
@@ -129,6 +131,99 @@ pub struct Cluster {
     pub rules: Vec<CountRow>,
     /// Every account in the cluster, sorted.
     pub accounts: Vec<String>,
+}
+
+/// The clients view: candidates for the known sets of `[[policy.clients]]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Clients {
+    /// How records were grouped.
+    pub grouping: String,
+    /// Groups seen (all of them; `items` lists the largest).
+    pub total: u64,
+    /// A combination's values are proposed in `candidate` only when this many distinct
+    /// accounts used it (`--min-accounts`).
+    pub min_accounts: u64,
+    /// The groups with the most records, most first.
+    pub items: Vec<ClientGroup>,
+}
+
+/// The records that claim one client, or share one User-Agent product.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientGroup {
+    /// `claim` (the evidence `claim` field), `user_agent` (no claim: the User-Agent's product
+    /// token) or `none` (neither).
+    pub kind: String,
+    /// The claimed client's name or the product token; empty for `none`.
+    pub name: String,
+    pub records: u64,
+    /// Distinct accounts.
+    pub accounts: u64,
+    /// The most common User-Agent product token among the group's records.
+    pub user_agent_product: Option<String>,
+    /// Records with at least one `claim_mismatch` layer.
+    pub mismatched: u64,
+    /// Records per mismatch layer.
+    pub mismatch: MismatchCounts,
+    /// Distinct (JA4, header fingerprint, HTTP/2 fingerprint) combinations in the group.
+    pub combinations_total: u64,
+    /// The combinations used by the most distinct accounts, most first.
+    pub combinations: Vec<Combination>,
+    /// A `[[policy.clients]]` section proposing the values of the listed combinations seen by
+    /// at least `min_accounts` accounts, as TOML; `None` when no value qualifies.
+    pub candidate: Option<String>,
+}
+
+impl ClientGroup {
+    /// How the group was formed, for headings: `claimed`, `user agent product, no claim`, or
+    /// `no claim, no user agent`.
+    pub(crate) fn kind_label(&self) -> &'static str {
+        match self.kind.as_str() {
+            "claim" => "claimed",
+            "user_agent" => "user agent product, no claim",
+            _ => "no claim, no user agent",
+        }
+    }
+
+    /// The group's counts in one line; numbers only, so nothing to escape.
+    pub(crate) fn summary(&self) -> String {
+        let m = &self.mismatch;
+        format!(
+            "{} records, {} accounts; {} with a claim mismatch (ja4 {}, ja3 {}, header_fp {}, \
+             h2 {}); {} of {} combinations",
+            self.records,
+            self.accounts,
+            self.mismatched,
+            m.ja4,
+            m.ja3,
+            m.header_fp,
+            m.h2,
+            self.combinations.len(),
+            self.combinations_total
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MismatchCounts {
+    pub ja4: u64,
+    pub ja3: u64,
+    pub header_fp: u64,
+    pub h2: u64,
+}
+
+/// One client stack as seen: JA4, header fingerprint id, HTTP/2 (Akamai) fingerprint.
+#[derive(Debug, Clone, Serialize)]
+pub struct Combination {
+    pub ja4: Option<String>,
+    pub header_fp: Option<String>,
+    pub h2: Option<String>,
+    pub records: u64,
+    /// Distinct accounts.
+    pub accounts: u64,
+    /// Distinct subnets.
+    pub subnets: u64,
+    /// Mismatch layers any of its records carried (`ja4`, `ja3`, `header_fp`, `h2`).
+    pub mismatch: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,7 +6,9 @@
 //! residential /24 each, two custom JA4s, ramping up), a relay ("hydra") cluster of accounts
 //! packed on a few datacenter subnets, an enterprise NAT, a large population of honest SDK users
 //! on the official client's JA4 (a hub), anonymous deny-list hits, and a few records with
-//! hostile user agents and paths. Deterministic for a given seed.
+//! hostile user agents and paths. The SDK users, the campaign and the relay cluster all claim
+//! the official client (`anthropic-python`); the campaign and the relay contradict it with their
+//! fingerprints (`claim_mismatch`). Deterministic for a given seed.
 
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
@@ -88,6 +90,14 @@ const SCANNER_JA4: &str = "t12d190800_d83cc789557e_7af1ed941c26";
 const SDK_JA3: &str =
     "771,4865-4866-4867-49195-49199,0-23-65281-10-11-35-16-5-13-18-51-45-43-27,29-23-24,0";
 const SDK_UA: &str = "anthropic-sdk-python/0.40.0 (CPython 3.12)";
+/// The `[[policy.clients]]` name the SDK's traffic claims (by its x-stainless-* headers).
+const SDK_CLAIM: &str = "anthropic-python";
+const SDK_HEADER_FP: &str = "h2_aebb60bad449";
+const SDK_H2: &str = "1:65536;2:0;4:65535;5:16384|16711681|0|m,a,s,p";
+/// The campaign's own HTTP/2 stack under the SDK's copied headers.
+const CAMPAIGN_H2: &str = "1:65536;2:0;3:1000;4:6291456|15663105|0|m,s,a,p";
+const BROWSER_HEADER_FP: &str = "h2_3f9a0c1d2e4b";
+const BROWSER_H2: &str = "1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p";
 
 /// Relative rates of the six populations at `frac` of the span, `hour` of the day (UTC):
 /// honest traffic follows working hours; the campaign starts at 30% of the span, ramps up over
@@ -193,10 +203,11 @@ fn make(rng: &mut Rng, pop: usize, t: SystemTime, id: u64, scale: u64) -> Record
         ja3_hash: Some("773906b0efdefa24a7f2b8eb6985bf37".into()),
         ja4: Some(SDK_JA4.into()),
         ja4_r: None,
-        header_fp: None,
-        h2_fp: None,
+        // The SDK's stack; populations that are not the SDK replace what differs.
+        header_fp: Some(SDK_HEADER_FP.into()),
+        h2_fp: Some(SDK_H2.into()),
         user_agent: Some(SDK_UA.into()),
-        claim: None,
+        claim: Some(SDK_CLAIM.into()),
         claim_mismatch: Vec::new(),
         tcp_rtt_us: None,
         tls_rtt_us: None,
@@ -207,8 +218,9 @@ fn make(rng: &mut Rng, pop: usize, t: SystemTime, id: u64, scale: u64) -> Record
         hits: Vec::new(),
     };
     match pop {
-        // Campaign: 600 accounts, one residential /24 each (hashed into 100.0.0.0/8), two custom stacks copying the
-        // official client's headers.
+        // Campaign: 600 accounts, one residential /24 each (hashed into 100.0.0.0/8), two custom
+        // stacks copying the official client's headers: the claim holds, the TLS and HTTP/2
+        // fingerprints contradict it.
         0 => {
             let a = rng.below(600 * scale);
             let h = mix(a ^ 0x5eed);
@@ -218,6 +230,8 @@ fn make(rng: &mut Rng, pop: usize, t: SystemTime, id: u64, scale: u64) -> Record
             r.account = Some(account(1, a));
             r.ja4 = Some(CAMPAIGN_JA4[(a % 2) as usize].into());
             r.ja3_hash = Some("e7d705a3286e19ea42f587b344ee6865".into());
+            r.h2_fp = Some(CAMPAIGN_H2.into());
+            r.claim_mismatch = vec!["ja4".into(), "ja3".into(), "h2".into()];
             let layer = format!("ja4:{}", CAMPAIGN_JA4[(a % 2) as usize]);
             if rng.chance(0.55) {
                 r.verdict = "flag".into();
@@ -244,6 +258,7 @@ fn make(rng: &mut Rng, pop: usize, t: SystemTime, id: u64, scale: u64) -> Record
             r.account = Some(account(2, a));
             r.ja4 = Some(RELAY_JA4.into());
             r.user_agent = Some(SDK_UA.into());
+            r.claim_mismatch = vec!["ja4".into()];
             let layer = format!("subnet:{}", r.subnet);
             r.hits.push(hit(
                 "subnet-distinct-accounts",
@@ -262,6 +277,9 @@ fn make(rng: &mut Rng, pop: usize, t: SystemTime, id: u64, scale: u64) -> Record
             r.account = Some(account(3, a));
             r.ja4 = Some(BROWSER_JA4.into());
             r.user_agent = Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0".into());
+            r.claim = None;
+            r.header_fp = Some(BROWSER_HEADER_FP.into());
+            r.h2_fp = Some(BROWSER_H2.into());
             r.verdict = "tarpit".into();
             r.status = 200;
             r.hits.push(hit(
@@ -308,6 +326,10 @@ fn make(rng: &mut Rng, pop: usize, t: SystemTime, id: u64, scale: u64) -> Record
             r.ja3 = None;
             r.ja3_hash = None;
             r.user_agent = Some("python-requests/2.31".into());
+            r.claim = None;
+            r.alpn = Some("http/1.1".into());
+            r.header_fp = Some("h1_0b5c7e1f2a93".into());
+            r.h2_fp = None;
             r.verdict = "deny_list".into();
             r.status = 403;
             r.method = "GET".into();
@@ -329,6 +351,9 @@ fn make(rng: &mut Rng, pop: usize, t: SystemTime, id: u64, scale: u64) -> Record
             r.account = Some(account(5, a));
             r.ja4 = Some(SCANNER_JA4.into());
             r.user_agent = Some("<script>alert(1)</script>".into());
+            r.claim = None;
+            r.header_fp = Some("h1_<b>x</b>".into());
+            r.h2_fp = None;
             r.path = "/v1/messages?q=\"><img src=x onerror=alert(1)>".into();
             r.hits.push(hit(
                 "account-rate",

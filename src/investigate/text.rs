@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use super::report::{CountRow, KeyRow, Report};
+use super::report::{ClientGroup, Clients, CountRow, KeyRow, Report};
 
 /// Longest value shown in a cell.
 const CELL: usize = 60;
@@ -113,7 +113,8 @@ fn joined(rows: &[CountRow], n: usize) -> String {
         .join(", ")
 }
 
-pub(crate) fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+/// The first lines of every text output: what was read and when it happened.
+fn summary(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let t = &r.totals;
     writeln!(
         out,
@@ -126,6 +127,86 @@ pub(crate) fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(s) = &r.span {
         writeln!(out, "span: {} .. {}", s.first, s.last)?;
     }
+    Ok(())
+}
+
+fn group_title(g: &ClientGroup) -> String {
+    match g.kind.as_str() {
+        "none" => format!("({}): {}", g.kind_label(), g.summary()),
+        _ => format!("{} ({}): {}", clean(&g.name), g.kind_label(), g.summary()),
+    }
+}
+
+fn clients_view(c: &Clients, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "\nCLIENTS: {} groups, by {}; combinations by distinct accounts",
+        c.total, c.grouping
+    )?;
+    if c.items.is_empty() {
+        return writeln!(out, "  (none)");
+    }
+    let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_string(), clean);
+    for g in &c.items {
+        let mut t = Table::new(
+            &[
+                "#",
+                "ja4",
+                "header_fp",
+                "h2",
+                "records",
+                "accounts",
+                "subnets",
+                "mismatch",
+            ],
+            &[true, false, false, false, true, true, true, false],
+        );
+        for (i, x) in g.combinations.iter().enumerate() {
+            t.row(vec![
+                format!("#{}", i + 1),
+                opt(&x.ja4),
+                opt(&x.header_fp),
+                opt(&x.h2),
+                x.records.to_string(),
+                x.accounts.to_string(),
+                x.subnets.to_string(),
+                x.mismatch.join(","),
+            ]);
+        }
+        t.write(&group_title(g), out)?;
+    }
+    Ok(())
+}
+
+/// What `--clients` prints: the clients view, then a `[[policy.clients]]` candidate per group.
+pub(crate) fn render_clients(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    summary(r, out)?;
+    let c = &r.clients;
+    clients_view(c, out)?;
+    writeln!(
+        out,
+        "\nCANDIDATES for [[policy.clients]]: values of combinations seen by {} or more distinct \
+         accounts. Review them; do not paste blindly.",
+        c.min_accounts
+    )?;
+    for g in &c.items {
+        match &g.candidate {
+            Some(toml) => write!(out, "\n{toml}")?,
+            None if g.kind == "none" => {}
+            None => writeln!(
+                out,
+                "\n# {}: no listed combination was seen by {} or more accounts",
+                clean(&g.name),
+                c.min_accounts
+            )?,
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let t = &r.totals;
+    summary(r, out)?;
     writeln!(
         out,
         "distinct: {} accounts, {} JA4 fingerprints, {} subnets; {} records without account",
@@ -205,6 +286,8 @@ pub(crate) fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         }
         hubs.write("HUBS (too many accounts to link through)", out)?;
     }
+
+    clients_view(&r.clients, out)?;
 
     let tl = &r.timeline;
     let max = tl.buckets.iter().map(|b| b.total).max().unwrap_or(0).max(1);

@@ -37,6 +37,9 @@ pub use types::{
     Action, CidrSet, Conditions, CountOf, Identity, KeyPart, KnownClient, Limit, Lists,
     OnStoreError, Policy, RateWindow, Route, Rule, DEFAULT_RELAY_GAP,
 };
+/// The syntax checks of fingerprint values, for tools that propose policy text
+/// (`investigate --clients`).
+pub(crate) use validate::{is_h2, is_header_fp, is_ja4};
 
 /// One problem in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]

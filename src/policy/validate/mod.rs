@@ -21,6 +21,7 @@ use super::walk::{Ctx, SpannedList};
 use values::{
     accounts, cidrs, duration_in, h2_set, header_fp_set, int_in, ja3_set, ja4_set, status,
 };
+pub(crate) use values::{is_h2, is_header_fp, is_ja4};
 
 const DAY: Duration = Duration::from_secs(86_400);
 /// Range of rate periods and distinct windows.

@@ -173,7 +173,7 @@ pub(super) fn cidrs(ctx: &mut Ctx, list: Option<SpannedList<String>>) -> CidrSet
 }
 
 /// `a_b_c`: a is 10 alphanumerics (`t13d1516h2`), b and c 12 lowercase hex digits.
-pub(super) fn is_ja4(s: &str) -> bool {
+pub(crate) fn is_ja4(s: &str) -> bool {
     let mut parts = s.split('_');
     let (Some(a), Some(b), Some(c), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -211,12 +211,25 @@ pub(super) fn ja3_set(ctx: &mut Ctx, list: Option<SpannedList<String>>) -> HashS
     out
 }
 
+/// Prefixes of a header fingerprint id (`fingerprint::http`).
+const HEADER_FP_PREFIXES: [&str; 2] = ["h1_", "h2_"];
+
+/// Whether `s` is a header fingerprint id the policy accepts (`h1_` or `h2_`, 12 hex digits).
+pub(crate) fn is_header_fp(s: &str) -> bool {
+    is_hex_id(s, &HEADER_FP_PREFIXES)
+}
+
+/// Whether `s` is an HTTP/2 fingerprint the policy accepts: an Akamai string or its hash.
+pub(crate) fn is_h2(s: &str) -> bool {
+    is_akamai(s) || is_hex_id(s, &[""])
+}
+
 /// `when.header_fp` and `[[policy.clients]] header_fp`: ids as `fingerprint::http` prints them.
 pub(super) fn header_fp_set(ctx: &mut Ctx, list: Option<SpannedList<String>>) -> HashSet<String> {
     hex_ids(
         ctx,
         list,
-        &["h1_", "h2_"],
+        &HEADER_FP_PREFIXES,
         "header fingerprint",
         "\"h2_3f9a0c1d2e4b\"",
     )
@@ -247,6 +260,15 @@ fn is_akamai(s: &str) -> bool {
             .is_some_and(|p| p.split(',').all(|x| matches!(x, "m" | "a" | "s" | "p")))
 }
 
+/// One of `prefixes` and 12 lowercase hex digits.
+fn is_hex_id(s: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|p| {
+        s.strip_prefix(p).is_some_and(|hex| {
+            hex.len() == 12 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+    })
+}
+
 /// Ids made of one of `prefixes` and 12 lowercase hex digits.
 fn hex_ids(
     ctx: &mut Ctx,
@@ -257,12 +279,7 @@ fn hex_ids(
 ) -> HashSet<String> {
     let mut out = HashSet::new();
     for v in list.map(|l| l.value).unwrap_or_default() {
-        let ok = prefixes.iter().any(|p| {
-            v.value.strip_prefix(p).is_some_and(|hex| {
-                hex.len() == 12 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            })
-        });
-        if ok {
+        if is_hex_id(&v.value, prefixes) {
             out.insert(v.value);
         } else {
             let hint = format!("as evidence records it, e.g. {example}");
