@@ -133,6 +133,15 @@ async fn a_relay_adding_50ms_is_detected_and_a_direct_client_is_not() {
     let h = curl_echo(relay.port(), &forged).await;
     assert_eq!(h.get("x-portcullis-relay"), Some(&"relay".into()));
     assert!(micros(&h, "x-portcullis-tls-rtt-us") >= 2 * 50_000);
+    // Three connections measured; the two relayed gaps are above 50 ms.
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(&m, "portcullis_relay_gap_seconds_count", ""),
+        3.0,
+        "{m}"
+    );
+    let under_50ms = metric(&m, "portcullis_relay_gap_seconds_bucket", "le=\"0.05\"");
+    assert_eq!(under_50ms, 1.0, "{m}");
     proxy.stop().await;
 
     // Evidence: the two relayed requests, with both round trips.

@@ -177,6 +177,15 @@ async fn the_sdk_passes_and_header_copies_on_other_tls_stacks_are_flagged() {
     // The SDK again, after the copies: still clean (a match rule keeps no state).
     let again = run_sdk(proxy.addr, 1).await;
     assert_eq!(get(&again[0], "x-portcullis-flags"), None);
+    let m = proxy.metrics().await;
+    let claims = |result: &str| {
+        metric(
+            &m,
+            "portcullis_claims_total",
+            &format!("client=\"anthropic-python\",result=\"{result}\""),
+        )
+    };
+    assert_eq!((claims("match"), claims("mismatch")), (4.0, 3.0), "{m}");
     proxy.stop().await;
 
     // Evidence: the three copies, with the claim and the contradicting layers; the SDK never.

@@ -173,6 +173,13 @@ impl Gate {
         };
         if !policy.clients().is_empty() {
             facts.claim = policy.claim(&facts, &|name| headers.contains_key(name));
+            if let Some(c) = &facts.claim {
+                // Labels from the policy file (bounded), never from traffic.
+                let result = if c.is_mismatch() { "mismatch" } else { "match" };
+                metrics::counter!("portcullis_claims_total",
+                    "client" => policy.client_name(c).to_string(), "result" => result)
+                .increment(1);
+            }
         }
         let signals = signal_headers(policy, &facts);
         let plan = match policy.plan(&facts) {

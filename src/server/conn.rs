@@ -154,7 +154,9 @@ fn measure_rtt(io: &ConnIo<TcpStream>) -> Option<super::info::Rtt> {
         .map_or(user, |arrived| {
             user.min(arrived.saturating_duration_since(first_write))
         });
-    Some(super::info::Rtt::new(times.rtt, tls))
+    let rtt = super::info::Rtt::new(times.rtt, tls);
+    metrics::histogram!("portcullis_relay_gap_seconds").record(rtt.gap());
+    Some(rtt)
 }
 
 /// Serves one TLS connection to its end.
