@@ -18,7 +18,8 @@
 --        1, current, retry_after (ns).
 --
 -- Every key is read at most once per batch and written at most once, at the end: the batch's
--- charges are kept in tables (`tat`, `held`, `dist`) that the later requests read.
+-- charges are kept in tables (`tat`, `held`, `dist`) that the later requests read; a blocked
+-- request's charges are taken back from a journal.
 
 local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 local call = redis.call
@@ -61,10 +62,15 @@ local function buckets(key, lo, cur)
   return ks
 end
 
--- Batch state, per key: what Redis held at the start plus what this batch charged.
-local tat, held, dist = {}, {}, {}
--- Keys to write at the end, in first-charge order; concurrency: the lease members taken.
+-- Batch state, per key: what Redis held at the start (`tat0`) plus what this batch charged,
+-- the request being evaluated included (its charges are taken back if it is blocked).
+local tat, tat0, held, dist = {}, {}, {}, {}
+-- Keys in first-read order (written at the end if changed); the lease members taken.
 local tat_keys, conc_keys, dist_keys, leases = {}, {}, {}, {}
+-- The charges of the request being evaluated, 4 slots each (kind, key or state, value,
+-- previous count), so a blocked request can be taken back; reused by every request (no
+-- table per request).
+local journal, nj = {}, 0
 
 -- A distinct key's state: the window arithmetic of local/distinct.rs `Geometry` (µs), the
 -- count over the live buckets, and the members charged by this batch.
@@ -119,11 +125,9 @@ local nargv = #ARGV
 while ai < nargv do
   local n = tonumber(ARGV[ai + 1])
   ai = ai + 1
-  -- This request's charges so far (ops repeating a key see them), kept apart from the
-  -- batch's until the request is known to go ahead.
-  local tat_p, conc_p, dist_p, plan = {}, {}, {}, {}
+  nj = 0
   local blocked = false
-  for i = 1, n do
+  for _ = 1, n do
     ki = ki + 1
     local key, kind = KEYS[ki], ARGV[ai + 1]
     local enforce = kind == 'R' or kind == 'C' or kind == 'D'
@@ -132,10 +136,11 @@ while ai < nargv do
       -- GCRA (local/gcra.rs): admit iff max(TAT, now) + cost*T - now <= burst*T.
       local T, burst, cost = tonumber(ARGV[ai + 2]), tonumber(ARGV[ai + 3]), tonumber(ARGV[ai + 4])
       ai = ai + 4
-      local cur = tat_p[key] or tat[key]
+      local cur = tat[key]
       if cur == nil then
         cur = tonumber(call('GET', key)) or now
-        tat[key] = cur
+        tat[key], tat0[key] = cur, cur
+        tat_keys[#tat_keys + 1] = key
       end
       local backlog = (max(cur, now) - now) * 1000
       local limit = burst * T
@@ -147,9 +152,9 @@ while ai < nargv do
           code, x, y = 0, floor((limit - after) / T), after
           -- Rounded down to whole µs: at most 1 µs per charge in the client's favour, never a
           -- denial that the exact (ns) arithmetic would not give.
-          local nt = now + floor(after / 1000)
-          tat_p[key] = nt
-          plan[#plan + 1] = { 'r', key, nt }
+          journal[nj + 1], journal[nj + 2], journal[nj + 3] = 'r', key, cur
+          nj = nj + 4
+          tat[key] = now + floor(after / 1000)
         else
           code, x = 1, min(ceil(backlog / T), burst)
           if cost * T <= limit then y = after - limit else y = backlog end
@@ -158,14 +163,18 @@ while ai < nargv do
     elseif kind == 'c' or kind == 'C' then
       local m, member = tonumber(ARGV[ai + 2]), ARGV[ai + 3]
       ai = ai + 3
-      local h = conc_p[key] or held[key]
+      local h = held[key]
       if h == nil then
         h = call('ZCOUNT', key, '(' .. int(now), '+inf')
-        held[key] = h
+        leases[key] = {}
+        conc_keys[#conc_keys + 1] = key
       end
-      conc_p[key] = h + 1
       -- Taken whenever the request goes ahead, denied or not (a shadow op's request is in flight).
-      plan[#plan + 1] = { 'c', key, member }
+      held[key] = h + 1
+      local l = leases[key]
+      l[#l + 1] = member
+      journal[nj + 1], journal[nj + 2] = 'c', key
+      nj = nj + 4
       if h < m then
         code, x, y = 0, m - h - 1, 0
       else
@@ -175,17 +184,15 @@ while ai < nargv do
       local m, window, member = tonumber(ARGV[ai + 2]), tonumber(ARGV[ai + 3]), ARGV[ai + 4]
       ai = ai + 4
       local d = dstate(key, window)
-      local p = dist_p[key]
-      if p == nil then
-        p = { n = 0, seen = {} }
-        dist_p[key] = p
-      end
-      local count = d.count + p.n
-      local present = p.seen[member] or d.charged[member] or known(d, member)
-      plan[#plan + 1] = { 'd', d, member, not present }
-      if not present then
-        p.n = p.n + 1
-        p.seen[member] = true
+      local count = d.count
+      -- Charged by this batch (this request included), or already counted by Redis.
+      local present = d.charged[member] or known(d, member)
+      if not d.charged[member] then
+        d.charged[member] = true
+        d.adds[#d.adds + 1] = member
+        if not present then d.count = count + 1 end
+        journal[nj + 1], journal[nj + 2], journal[nj + 3], journal[nj + 4] = 'd', d, member, count
+        nj = nj + 4
       end
       local reset = ((d.cur + 1) * d.w + window - now) * 1000
       local after = count
@@ -213,31 +220,20 @@ while ai < nargv do
     out[#out + 1] = max(x, 0)
     out[#out + 1] = max(y, 0)
   end
-  if not blocked then
-    for _, c in ipairs(plan) do
-      local kind, key = c[1], c[2]
+  if blocked then
+    -- Take this request's charges back, newest first.
+    for j = nj - 3, 1, -4 do
+      local kind, k, v = journal[j], journal[j + 1], journal[j + 2]
       if kind == 'r' then
-        if not tat_keys[key] then
-          tat_keys[key] = true
-          tat_keys[#tat_keys + 1] = key
-        end
-        tat[key] = c[3]
+        tat[k] = v
       elseif kind == 'c' then
-        held[key] = held[key] + 1
-        local l = leases[key]
-        if l == nil then
-          l = {}
-          leases[key] = l
-          conc_keys[#conc_keys + 1] = key
-        end
-        l[#l + 1] = c[3]
+        held[k] = held[k] - 1
+        local l = leases[k]
+        l[#l] = nil
       else
-        local d, member = key, c[3]
-        if not d.charged[member] then
-          d.charged[member] = true
-          d.adds[#d.adds + 1] = member
-          if c[4] then d.count = d.count + 1 end
-        end
+        k.charged[v] = nil
+        k.adds[#k.adds] = nil
+        k.count = journal[j + 3]
       end
     end
   end
@@ -246,18 +242,23 @@ end
 -- The writes, one per key. A rate key vanishes when it would be fresh again (TAT <= now).
 for _, key in ipairs(tat_keys) do
   local v = tat[key]
-  call('SET', key, int(v), 'PX', int(max(ceil((v - now) / 1000), 1)))
+  if v ~= tat0[key] then
+    call('SET', key, int(v), 'PX', int(max(ceil((v - now) / 1000), 1)))
+  end
 end
 local expiry = int(now + ttl)
 for _, key in ipairs(conc_keys) do
-  local args = {}
-  for _, member in ipairs(leases[key]) do
-    args[#args + 1] = expiry
-    args[#args + 1] = member
+  local l = leases[key]
+  if #l > 0 then
+    local args = {}
+    for _, member in ipairs(l) do
+      args[#args + 1] = expiry
+      args[#args + 1] = member
+    end
+    call('ZREMRANGEBYSCORE', key, '-inf', int(now))
+    call('ZADD', key, unpack(args))
+    call('PEXPIRE', key, int(max(ceil(ttl / 1000), 1)))
   end
-  call('ZREMRANGEBYSCORE', key, '-inf', int(now))
-  call('ZADD', key, unpack(args))
-  call('PEXPIRE', key, int(max(ceil(ttl / 1000), 1)))
 end
 for _, key in ipairs(dist_keys) do
   local d = dist[key]
