@@ -14,7 +14,8 @@
 //! - `10 ops`: 6 rate, 2 distinct (one a 10,000-member HyperLogLog), 2 concurrency with the
 //!   lease released each time (`benches/redis_store.rs`).
 //!
-//! Run: `cargo bench --bench redis_cpu` (env `EVALS=…` to change the count, default 20,000).
+//! Run: `cargo bench --bench redis_cpu` (env `EVALS=…` to change the count, default 20,000;
+//! `ONLY="bench policy/64"` for one scenario).
 
 #[path = "../tests/support/redis.rs"]
 mod redis_support;
@@ -146,8 +147,13 @@ fn main() {
         ..srv.config()
     };
     let store = Arc::new(rt.block_on(RedisStore::connect(&cfg)).expect("connect"));
+    let only = std::env::var("ONLY").ok();
     // The 10-op mix's big HyperLogLog: 10,000 members (dense).
+    let fill = only.as_deref().map_or(true, |o| o.starts_with("10 ops"));
     rt.block_on(async {
+        if !fill {
+            return;
+        }
         let w = Duration::from_secs(3_600);
         for m in 0..10_000u64 {
             let _ = store.evaluate(&[distinct("fp:hll", m, 1_000_000, w)]).await;
@@ -185,12 +191,21 @@ fn main() {
             spread: false,
         },
     ];
+    // `ONLY=<name>/<tasks>` (e.g. `ONLY="bench policy/64"`) runs one scenario, for profiling
+    // or counting instructions (scripts/redis-cpu-instructions.sh).
+    let chosen: Vec<&Scenario> = scenarios
+        .iter()
+        .filter(|sc| {
+            only.as_deref()
+                .map_or(true, |o| o == format!("{}/{}", sc.name, sc.tasks))
+        })
+        .collect();
     // A warm-up pass (connection, allocator, keys), then the measured one.
-    for sc in &scenarios {
+    for sc in &chosen {
         run(&rt, &srv, &store, sc, evals / 10, hz);
     }
     println!("---");
-    for sc in &scenarios {
+    for sc in &chosen {
         run(&rt, &srv, &store, sc, evals, hz);
     }
 }
