@@ -15,7 +15,9 @@
 //!   lease released each time (`benches/redis_store.rs`).
 //!
 //! Run: `cargo bench --bench redis_cpu` (env `EVALS=…` to change the count, default 20,000;
-//! `ONLY="bench policy/64"` for one scenario).
+//! `ONLY="bench policy/64"` for one scenario). Clock ticks are 10 ms: keep runs above a second.
+//! CPU time moves with other load on the machine (2x between runs during builds); compare two
+//! builds by alternating them, several rounds, and take medians.
 
 #[path = "../tests/support/redis.rs"]
 mod redis_support;
@@ -192,7 +194,7 @@ fn main() {
         },
     ];
     // `ONLY=<name>/<tasks>` (e.g. `ONLY="bench policy/64"`) runs one scenario, for profiling
-    // or counting instructions (scripts/redis-cpu-instructions.sh).
+    // or for alternating two builds on a busy machine.
     let chosen: Vec<&Scenario> = scenarios
         .iter()
         .filter(|sc| {

@@ -733,7 +733,9 @@ async fn one_batch_answers_each_request_on_its_own() {
     let after = srv.command_calls();
     let calls =
         after.get("evalsha").copied().unwrap_or(0) - before.get("evalsha").copied().unwrap_or(0);
-    assert_eq!(calls, 2, "the first request, then one batch of eight");
+    // The first request, then one batch of eight (or, had the first not been sent before the
+    // others queued, all nine in one batch, the first one first: the same answers).
+    assert!(calls <= 2, "{calls} calls: the eight were not one batch");
     // The shadow op charged for the two admitted requests only: one was allowed, then denied
     // (a shadow denial does not block).
     assert_eq!(srv.cli(&["EXISTS", "pc:{watch}:r:60000000000:1"]), "1");
