@@ -17,37 +17,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{black_box, Criterion};
 use portcullis::limit::redis::{RedisConfig, RedisStore};
-use portcullis::limit::{CounterStore, Op, OpSpec, Rate};
-use redis_support::{conc, distinct, RedisServer};
+use portcullis::limit::{CounterStore, OpSpec};
+use redis_support::{distinct, ten_ops, RedisServer};
 use tokio::runtime::Runtime;
 
-/// Generous enough that warm keys are always allowed while the bench runs.
-fn busy_rate(key: &str) -> OpSpec {
-    OpSpec {
-        op: Op::Rate {
-            key: key.into(),
-            rate: Rate {
-                emission: Duration::from_micros(1),
-                burst: 1_000_000_000,
-            },
-            cost: 1,
-        },
-        enforce: true,
-    }
-}
-
-fn ops_10() -> Vec<OpSpec> {
-    let w = Duration::from_secs(3_600);
-    let mut ops: Vec<OpSpec> = (0..6).map(|i| busy_rate(&format!("acct:{i}"))).collect();
-    ops.push(distinct("fp:small", 7, 1_000_000, w));
-    ops.push(distinct("fp:hll", 7, 1_000_000, w));
-    ops.push(conc("conc:a", 1_000_000));
-    ops.push(conc("conc:b", 1_000_000));
-    ops
-}
-
 fn ops_1() -> Vec<OpSpec> {
-    ops_10().into_iter().take(1).collect()
+    ten_ops().into_iter().take(1).collect()
 }
 
 fn cfg(srv: &RedisServer) -> RedisConfig {
@@ -74,7 +49,7 @@ fn concurrent(rt: &Runtime, srv: &RedisServer, connections: usize, per_task: usi
         for _ in 0..64 {
             let s = Arc::clone(&store);
             tasks.push(tokio::spawn(async move {
-                let ops = ops_10();
+                let ops = ten_ops();
                 let mut lat = Vec::with_capacity(per_task);
                 for _ in 0..per_task {
                     let t = Instant::now();
@@ -143,7 +118,7 @@ fn main() {
 
     let mut c = Criterion::default().configure_from_args();
     let one = ops_1();
-    let ten = ops_10();
+    let ten = ten_ops();
     c.bench_function("redis/1_op", |b| {
         b.iter(|| rt.block_on(store.evaluate(black_box(&one))))
     });

@@ -173,3 +173,52 @@ async fn redis_down_applies_each_rules_failure_mode_then_recovers() {
         p.stop().await;
     }
 }
+
+/// Redis hung (SIGSTOP) under concurrent requests: they queue behind the call in flight and
+/// time out together, and each proxy answers them by its rule's `on_store_error` (open:
+/// forwarded; closed: 503) within about the timeout, never waiting on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_redis_fails_a_whole_batch_by_each_rules_mode() {
+    let redis = RedisServer::start();
+    let up = start_mock().await;
+    let rule = |mode: &str| {
+        format!(
+            "[policy]\n[[policy.rules]]\nname = \"r-{mode}\"\nkey = [\"account\"]\nlimit = \"rate\"\nrate = \"1000/1h\"\non_store_error = \"{mode}\"\n"
+        )
+    };
+    let mut proxies = Vec::new();
+    for mode in ["open", "closed"] {
+        let mut cfg = fleet_config(up, &redis, &rule(mode));
+        cfg.store.redis.timeout = Duration::from_millis(100);
+        proxies.push(start_proxy(cfg).await);
+    }
+    for p in &proxies {
+        let status = https_get(p.addr, "/v1/echo", &[("x-api-key", "sk-up")])
+            .await
+            .0;
+        assert_eq!(status, 200);
+    }
+    redis.pause();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (want, p) in [200u16, 503].into_iter().zip(&proxies) {
+        for i in 0..8 {
+            let addr = p.addr;
+            tasks.spawn(async move {
+                let t = Instant::now();
+                let key = format!("sk-hung-{i}");
+                let status = https_get(addr, "/v1/echo", &[("x-api-key", &key)]).await.0;
+                (want, status, t.elapsed())
+            });
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        let (want, status, took) = r.expect("task");
+        assert_eq!(status, want, "on_store_error");
+        // A hang detector, not a speed bound: the timeout is 100 ms.
+        assert!(took < Duration::from_secs(2), "a request waited {took:?}");
+    }
+    redis.resume();
+    for p in proxies {
+        p.stop().await;
+    }
+}

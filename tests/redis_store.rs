@@ -1,7 +1,8 @@
 //! The Redis counter store against real `redis-server` processes (each test starts its own on
 //! a random port in a temporary directory; no mocks): parity with LocalStore, all or nothing,
-//! one round trip counted by Redis itself, three proxies sharing one limit, Redis Cluster,
-//! Redis killed or hung mid-load, and keys expiring. Helpers: `support/redis.rs`.
+//! one round trip counted by Redis itself, batching of concurrent requests, three proxies
+//! sharing one limit, Redis Cluster, Redis killed or hung mid-load, and keys expiring.
+//! Helpers: `support/redis.rs`.
 //!
 //! Needs `redis-server` and `redis-cli` (Debian: `apt-get install redis-server`).
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis::limit::redis::{RedisConfig, RedisStore};
-use portcullis::limit::{CounterStore, OpSpec, StoreError};
+use portcullis::limit::{CounterStore, OpSpec, Outcome, StoreError};
 use redis_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -593,4 +594,190 @@ async fn every_key_expires() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(held);
+}
+
+/// Many concurrent requests from one store share script calls (the connection's batch task
+/// sends what queued during the previous call as one `EVALSHA`) and still count exactly:
+/// each request is all or nothing inside its batch, and sees the requests before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_requests_across_rules_keep_exact_counts() {
+    let srv = RedisServer::start();
+    let r = Arc::new(store(no_cache(srv.config())).await);
+    let w = Duration::from_secs(3_600);
+    let (tasks, per_task) = (64u64, 10u64);
+    let before = srv.command_calls();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let r = Arc::clone(&r);
+        handles.push(tokio::spawn(async move {
+            let mut admitted = 0u64;
+            for i in 0..per_task {
+                // One shared limit (no refill for a minute), one of four group limits, a
+                // concurrency limit and a distinct count that never blocks.
+                let ops = [
+                    rate("all", 60_000, 150, 1),
+                    rate(&format!("group:{}", t % 4), 60_000, 50, 1),
+                    conc("slots", 1_000),
+                    shadow(distinct("members", mix(t * per_task + i), 10_000, w)),
+                ];
+                let e = r.evaluate(&ops).await.expect("evaluate");
+                admitted += u64::from(!e.blocked);
+                // The lease is released here, through the same queue.
+            }
+            admitted
+        }));
+    }
+    let mut admitted = 0;
+    for h in handles {
+        admitted += h.await.expect("task");
+    }
+    let after = srv.command_calls();
+    let calls =
+        after.get("evalsha").copied().unwrap_or(0) - before.get("evalsha").copied().unwrap_or(0);
+    let requests = tasks * per_task;
+    println!("{requests} requests, {calls} EVALSHA (evaluations and lease releases)");
+    assert!(
+        calls < requests / 2,
+        "requests were not batched: {calls} calls"
+    );
+    assert_eq!(admitted, 150, "the shared limit admits exactly its burst");
+    // A request the shared limit blocked charged no group: the groups' charges add up to
+    // the admitted requests.
+    let mut charged = 0;
+    for g in 0..4 {
+        let left = probe(&*r, &[rate(&format!("group:{g}"), 60_000, 50, 0)]).await;
+        match left[0] {
+            Outcome::Allowed { remaining, .. } => charged += 50 - remaining,
+            o => panic!("group {g}: {o:?}"),
+        }
+    }
+    assert_eq!(charged, admitted, "group charges");
+    // Only admitted requests recorded their member (exact at this size, within HLL noise).
+    let probe_op = distinct("members", u64::MAX, 10_000, w);
+    let count = count_of(probe(&*r, std::slice::from_ref(&probe_op)).await[0], 10_000);
+    assert!(count.abs_diff(admitted) <= 2, "distinct count {count}");
+    wait_for("every lease released", || {
+        srv.cli(&["EXISTS", "pc:{slots}:c"]) == "0"
+    })
+    .await;
+}
+
+/// One batch where some requests are over the limit and others are not: each gets its own
+/// answer, in queue order, and a blocked request charges none of its other ops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_answers_each_request_on_its_own() {
+    let srv = RedisServer::start();
+    let r = Arc::new(store(no_cache(srv.config())).await);
+    let before = srv.command_calls();
+    // The first request is sent and waits on the paused server; the next eight queue behind
+    // it and go as one batch when it answers.
+    srv.pause();
+    let first = {
+        let r = Arc::clone(&r);
+        tokio::spawn(async move { eval(&*r, &[rate("tight", 60_000, 3, 1)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut queued = Vec::new();
+    for k in 0..8 {
+        let r = Arc::clone(&r);
+        queued.push(tokio::spawn(async move {
+            let ops = [
+                rate("tight", 60_000, 3, 1),
+                rate(&format!("own:{k}"), 60_000, 5, 1),
+                shadow(rate("watch", 60_000, 1, 1)),
+            ];
+            (k, eval(&*r, &ops).await)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    srv.resume();
+    assert!(!first.await.expect("task").blocked);
+    let mut remaining = Vec::new();
+    let mut blocked = 0;
+    for h in queued {
+        let (k, e) = h.await.expect("task");
+        let own = format!("pc:{{own:{k}}}:r:60000000000:5");
+        if e.blocked {
+            blocked += 1;
+            assert!(
+                matches!(
+                    e.outcomes[0],
+                    Outcome::Denied {
+                        current: 3,
+                        limit: 3,
+                        ..
+                    }
+                ),
+                "{:?}",
+                e.outcomes
+            );
+            assert_eq!(
+                srv.cli(&["EXISTS", &own]),
+                "0",
+                "blocked request {k} charged"
+            );
+        } else {
+            match e.outcomes[0] {
+                Outcome::Allowed {
+                    remaining: left, ..
+                } => remaining.push(left),
+                o => panic!("admitted with {o:?}"),
+            }
+            assert_eq!(srv.cli(&["EXISTS", &own]), "1", "admitted request {k}");
+        }
+    }
+    // One token left after the first request: the batch's first two admitted (1 then 0 left).
+    remaining.sort();
+    assert_eq!(remaining, [0, 1]);
+    assert_eq!(blocked, 6);
+    let after = srv.command_calls();
+    let calls =
+        after.get("evalsha").copied().unwrap_or(0) - before.get("evalsha").copied().unwrap_or(0);
+    // The first request, then one batch of eight (or, had the first not been sent before the
+    // others queued, all nine in one batch, the first one first: the same answers).
+    assert!(calls <= 2, "{calls} calls: the eight were not one batch");
+    // The shadow op charged for the two admitted requests only: one was allowed, then denied
+    // (a shadow denial does not block).
+    assert_eq!(srv.cli(&["EXISTS", "pc:{watch}:r:60000000000:1"]), "1");
+}
+
+/// A batch that times out fails every request in it with `Timeout` (the gate then applies
+/// each rule's `on_store_error`), none waits past the timeout much, and their leases are
+/// released after the script once Redis answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_during_a_batch_fails_each_request_and_releases_its_leases() {
+    let srv = RedisServer::start();
+    let cfg = RedisConfig {
+        timeout: Duration::from_millis(100),
+        ..no_cache(srv.config())
+    };
+    let r = Arc::new(store(cfg).await);
+    srv.pause();
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let r = Arc::clone(&r);
+        handles.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let result = r
+                .evaluate(&[conc("tb", 100), rate("tb", 1, 1_000, 1)])
+                .await;
+            (result.map(|e| e.blocked), t.elapsed())
+        }));
+    }
+    for h in handles {
+        let (result, took) = h.await.expect("task");
+        assert_eq!(result, Err(StoreError::Timeout));
+        // A hang detector, not a speed bound.
+        assert!(took < Duration::from_secs(1), "a request waited {took:?}");
+    }
+    srv.resume();
+    wait_for("leases released", || {
+        srv.cli(&["EXISTS", "pc:{tb}:c"]) == "0"
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while r.evaluate(&[conc("tb", 1)]).await.is_err() {
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

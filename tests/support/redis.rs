@@ -112,6 +112,11 @@ impl RedisServer {
         cli_at(self.port, args)
     }
 
+    /// The server's process id (for CPU accounting in benches), if it is running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -439,6 +444,33 @@ pub fn rate(key: &str, emission_ms: u64, burst: u32, cost: u32) -> OpSpec {
         },
         enforce: true,
     }
+}
+
+/// A rate that never denies while a bench runs (1 µs emission, a billion burst).
+pub fn busy_rate(key: &str) -> OpSpec {
+    OpSpec {
+        op: Op::Rate {
+            key: key.into(),
+            rate: Rate {
+                emission: Duration::from_micros(1),
+                burst: 1_000_000_000,
+            },
+            cost: 1,
+        },
+        enforce: true,
+    }
+}
+
+/// The benches' 10-op request: 6 rate, 2 distinct (`fp:hll` is the one a bench fills with
+/// 10,000 members), 2 concurrency; none ever denies.
+pub fn ten_ops() -> Vec<OpSpec> {
+    let w = Duration::from_secs(3_600);
+    let mut ops: Vec<OpSpec> = (0..6).map(|i| busy_rate(&format!("acct:{i}"))).collect();
+    ops.push(distinct("fp:small", 7, 1_000_000, w));
+    ops.push(distinct("fp:hll", 7, 1_000_000, w));
+    ops.push(conc("conc:a", 1_000_000));
+    ops.push(conc("conc:b", 1_000_000));
+    ops
 }
 
 pub fn conc(key: &str, max: u32) -> OpSpec {

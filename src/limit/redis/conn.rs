@@ -1,14 +1,15 @@
 //! Connections to Redis: who to send a command to, what a failure means, and getting back up.
 //!
-//! - **Standalone**: [`POOL`] multiplexed connections (each pipelines the requests of every task
-//!   over one socket), used round robin; see docs/redis.md for why this many.
+//! - **Standalone**: [`POOL`] multiplexed connections, used round robin; see docs/redis.md for
+//!   why this many. Each has its batch task (`batch.rs`), which sends the requests that queued
+//!   while its previous call was in flight as one script call.
 //! - **Cluster**: one `ClusterConnection` (redis-rs), which keeps a multiplexed connection per
 //!   node, follows MOVED/ASK and refreshes the slot map itself.
 //!
 //! Failure: every command is bounded by the store's timeout (`StoreError::Timeout`). A
 //! connection-level error (refused, reset, closed) drops that connection and starts one
 //! background task that reconnects with capped exponential backoff and jitter
-//! ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]), loading both scripts before the connection is
+//! ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]), loading the script before the connection is
 //! used. While no connection is up, calls fail at once with `StoreError::Unavailable` — they
 //! never wait for a reconnection (unlike redis-rs's `ConnectionManager`, whose callers await
 //! the reconnect future with its whole retry schedule). A server that accepts but never answers
@@ -30,6 +31,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Value};
 use tracing::{info, warn};
 
+use super::batch::{self, Queue};
+use super::script;
 use crate::limit::StoreError;
 
 /// Multiplexed connections per standalone store (see docs/redis.md, "Connection strategy").
@@ -60,13 +63,32 @@ impl Conn {
             Conn::Cluster(c) => cmd.query_async(c).await,
         }
     }
+
+    /// An `EVALSHA` of the script; a `NOSCRIPT` reply (after `SCRIPT FLUSH` or a failover)
+    /// loads the script again and retries once.
+    pub(super) async fn eval(&mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match self.query(cmd).await {
+            Err(e) if e.kind() == ErrorKind::NoScriptError => {
+                self.query(redis::cmd("SCRIPT").arg("LOAD").arg(script::EVALUATE))
+                    .await?;
+                self.query(cmd).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// A connection and, on standalone, its batch queue.
+pub(super) struct Link {
+    pub(super) conn: Conn,
+    pub(super) queue: Option<Queue>,
 }
 
 /// A connection currently in use; `Arc` identity tells a stale failure from a fresh one.
-pub(super) type Live = Arc<Conn>;
+pub(super) type Live = Arc<Link>;
 
 struct Slot {
-    conn: ArcSwapOption<Conn>,
+    conn: ArcSwapOption<Link>,
     reconnecting: AtomicBool,
 }
 
@@ -127,8 +149,8 @@ pub(super) struct Backend {
     target: Target,
     slots: Box<[Slot]>,
     next: AtomicUsize,
-    /// SCRIPT LOAD bodies, loaded on every new connection.
-    scripts: Vec<&'static str>,
+    /// For the batch task of each standalone connection.
+    batch: Arc<batch::Settings>,
     timeout: Duration,
     up: AtomicBool,
     /// Milliseconds since `origin` of the first failure since the last success
@@ -145,9 +167,9 @@ impl Backend {
         url: &str,
         cluster: &[String],
         pool: usize,
-        timeout: Duration,
-        scripts: Vec<&'static str>,
+        batch: Arc<batch::Settings>,
     ) -> Result<Arc<Self>, StoreError> {
+        let timeout = batch.timeout;
         // The URL may hold a password: never echo it.
         let bad_url = |_| StoreError::Unavailable("invalid store url".into());
         let (target, n) = if cluster.is_empty() {
@@ -175,7 +197,7 @@ impl Backend {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
-            scripts,
+            batch,
             timeout,
             up: AtomicBool::new(false),
             failing_since: AtomicU64::new(u64::MAX),
@@ -203,7 +225,7 @@ impl Backend {
         Ok(backend)
     }
 
-    /// One connection attempt: connect and load the scripts, within [`CONNECT_TIMEOUT`].
+    /// One connection attempt: connect and load the script, within [`CONNECT_TIMEOUT`].
     async fn open(&self) -> Result<Conn, String> {
         let attempt = async {
             let mut conn = match &self.target {
@@ -215,10 +237,8 @@ impl Backend {
                 }
                 Target::Cluster(c) => Conn::Cluster(c.get_async_connection().await?),
             };
-            for body in &self.scripts {
-                conn.query(redis::cmd("SCRIPT").arg("LOAD").arg(*body))
-                    .await?;
-            }
+            conn.query(redis::cmd("SCRIPT").arg("LOAD").arg(script::EVALUATE))
+                .await?;
             Ok::<_, RedisError>(conn)
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
@@ -230,7 +250,12 @@ impl Backend {
 
     fn install(&self, i: usize, conn: Conn) {
         if let Some(slot) = self.slots.get(i) {
-            slot.conn.store(Some(Arc::new(conn)));
+            // Without a runtime (no queue) calls go to the connection directly.
+            let queue = match &conn {
+                Conn::Single(_) => Queue::spawn(conn.clone(), Arc::clone(&self.batch)),
+                Conn::Cluster(_) => None,
+            };
+            slot.conn.store(Some(Arc::new(Link { conn, queue })));
             slot.reconnecting.store(false, Ordering::Release);
             self.succeeded();
         }

@@ -5,21 +5,27 @@
 //! and gives the same [`Outcome`]s for the same sequence of requests (distinct counts within the
 //! HyperLogLog error), so the gate cannot tell them apart. docs/redis.md is the operator's view.
 //!
-//! # One round trip
-//! [`RedisStore::evaluate`](CounterStore::evaluate) sends one `EVALSHA` of `evaluate.lua` with
-//! every op of the request. The script reads the server's clock (`TIME`; Redis 7 replicates
-//! scripts by effects, so this is allowed), checks every op without writing, and only if no
-//! enforcing op is denied charges them all — the same two passes as LocalStore, so the request
-//! is all or nothing. The scripts are loaded (`SCRIPT LOAD`) on every new connection; a
+//! # One round trip, shared by the requests in flight
+//! [`RedisStore::evaluate`](CounterStore::evaluate) puts every op of the request into one
+//! `EVALSHA` of `evaluate.lua`. On standalone the request goes through its connection's batch
+//! task (`batch.rs`): a lone request is sent at once; requests that arrive while a call is in
+//! flight queue up and go together as the next call (at most 64). The script reads the
+//! server's clock once (`TIME`; Redis 7 replicates scripts by effects, so this is allowed) and
+//! takes the requests in order; for each it checks every op without writing, and only if no
+//! enforcing op is denied charges them all — the same two passes as LocalStore, so each
+//! request is all or nothing and sees the charges of the requests before it. Each key is read
+//! at most once and written at most once per call. Lease releases ride in the same call,
+//! applied before the requests. The script is loaded (`SCRIPT LOAD`) on every new connection; a
 //! `NOSCRIPT` reply (a `SCRIPT FLUSH`, a failover) loads it again and retries once.
 //! - **Rate**: GCRA, the TAT in integer µs under `…:r:<emission ns>:<burst>`, expiring when the
 //!   key would be fresh again.
 //! - **Concurrency**: a ZSET of lease members scored by their expiry; live = score > now.
-//!   Releasing a [`Lease`] spawns a `ZREM` (through `undo.lua`) on the tokio runtime, off the
-//!   decision path; without a runtime the release is skipped and the lease expires after
-//!   `lease_ttl`. A request that outlives `lease_ttl` (a long stream) frees its slot early.
-//!   A call that fails or is cancelled after it was sent releases its leases the same way, on
-//!   the same connection (so after the script, if the script ran).
+//!   Releasing a [`Lease`] queues a `ZREM` for the next batch (Cluster: spawns the script
+//!   call on the tokio runtime), off the decision path; without a runtime the release is
+//!   skipped and the lease expires after `lease_ttl`. A request that outlives `lease_ttl` (a
+//!   long stream) frees its slot early. A call that fails or is cancelled after it was sent
+//!   releases its leases the same way, on the same connection (so after the script, if the
+//!   script ran).
 //! - **Distinct**: one HyperLogLog per bucket of 1/6 window, as LocalStore's epochs. The count
 //!   is `PFCOUNT` of the merge of the live buckets; "present" is `PFADD` into a scratch `COPY`
 //!   of that merge returning 0 (the copy is deleted by the same script). The merge itself is
@@ -30,12 +36,14 @@
 //!
 //! # Redis Cluster
 //! Keys are hash-tagged per layer key, so a layer's keys share a slot. Ops are grouped by slot
-//! and the groups' scripts run in parallel (one round trip of wall time). Each group is all or
+//! and the groups' scripts run in parallel (one round trip of wall time), one call per group,
+//! not batched with other requests (their keys would span slots). Each group is all or
 //! nothing; across groups the request is not atomic: when one group blocks the request, the
-//! groups that charged are given back best effort by `undo.lua` — rate TATs moved back by
-//! cost × emission, concurrency leases removed — while distinct members stay recorded (an HLL
-//! cannot forget one member; the over-count is at most the blocked requests' members). Two
-//! requests racing between the groups can each see the other's charge for that moment.
+//! groups that charged are given back best effort by the script's give-backs — rate TATs
+//! moved back by cost × emission, concurrency leases removed — while distinct members stay
+//! recorded (an HLL cannot forget one member; the over-count is at most the blocked
+//! requests' members). Two requests racing between the groups can each see the other's
+//! charge for that moment.
 //!
 //! # Over-limit cache
 //! Enforcing denials are remembered locally (see `cache.rs`); a request with an enforcing op
@@ -49,6 +57,7 @@
 //! (an over-charge, never an over-admission), its leases are released. The gate decides per
 //! rule what an error means (open, closed, local budget).
 
+mod batch;
 mod cache;
 mod conn;
 mod script;
@@ -57,13 +66,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use redis::{ErrorKind, Value};
 use smallvec::SmallVec;
+use tokio::sync::oneshot;
 
 use super::{BoxFuture, CounterStore, Evaluation, Lease, Op, OpSpec, Outcome, StoreError};
+use batch::Answer;
 use cache::OverLimitCache;
-use conn::{Backend, Conn, Failure, Live};
-use script::{Sent, Undo};
+use conn::{Backend, Failure, Live};
+use script::{Part, Sent, Undo};
 
 /// How long a lease release or refund may take (off the decision path).
 const UNDO_TIMEOUT: Duration = Duration::from_secs(1);
@@ -109,7 +119,6 @@ struct Shared {
     lease_ttl: Duration,
     cache: OverLimitCache,
     eval_sha: String,
-    undo_sha: String,
     /// Lease members are `<base><seq>:<op index>` in hex: unique across a fleet.
     lease_base: u64,
     lease_seq: AtomicU64,
@@ -180,27 +189,23 @@ impl RedisStore {
                 "store key_prefix must not contain '{' or '}'".into(),
             ));
         }
-        let eval = redis::Script::new(script::EVALUATE);
-        let undo = redis::Script::new(script::UNDO);
-        let timeout = cfg.timeout.max(Duration::from_millis(1));
-        let backend = Backend::start(
-            &cfg.url,
-            &cfg.cluster,
-            connections,
-            timeout,
-            vec![script::EVALUATE, script::UNDO],
-        )
-        .await?;
+        let eval_sha = redis::Script::new(script::EVALUATE).get_hash().to_owned();
+        let lease_ttl = cfg.lease_ttl.max(Duration::from_millis(1));
+        let settings = Arc::new(batch::Settings {
+            sha: eval_sha.clone(),
+            lease_ttl,
+            timeout: cfg.timeout.max(Duration::from_millis(1)),
+        });
+        let backend = Backend::start(&cfg.url, &cfg.cluster, connections, settings).await?;
         let rs = std::collections::hash_map::RandomState::new();
         let lease_base = std::hash::BuildHasher::hash_one(&rs, 0x6c_6561_7365_u64);
         Ok(RedisStore {
             shared: Arc::new(Shared {
                 backend,
                 prefix: cfg.key_prefix.clone(),
-                lease_ttl: cfg.lease_ttl.max(Duration::from_millis(1)),
+                lease_ttl,
                 cache: OverLimitCache::new(cfg.over_limit_cache),
-                eval_sha: eval.get_hash().to_owned(),
-                undo_sha: undo.get_hash().to_owned(),
+                eval_sha,
                 lease_base,
                 lease_seq: AtomicU64::new(0),
                 metrics: Metrics::new(),
@@ -293,7 +298,7 @@ impl RedisStore {
                         });
                     }
                 }
-                sh.spawn_undo(None, undo);
+                sh.give_back(None, undo);
             } else {
                 lease_entries.extend(entries);
             }
@@ -313,7 +318,7 @@ impl RedisStore {
             let weak: Weak<Shared> = Arc::downgrade(&self.shared);
             Lease::new(move || {
                 if let Some(sh) = weak.upgrade() {
-                    sh.spawn_undo(None, lease_entries);
+                    sh.give_back(None, lease_entries);
                 }
             })
         };
@@ -361,7 +366,8 @@ impl RedisStore {
 }
 
 impl Shared {
-    /// One group's script call, bounded by the timeout.
+    /// One group's script call, bounded by the timeout: through the connection's batch queue
+    /// on standalone, directly on Cluster.
     async fn call(self: &Arc<Self>, ops: &[OpSpec], group: &[Sent]) -> GroupResult {
         let (i, live) = match self.backend.get() {
             Ok(c) => c,
@@ -370,11 +376,12 @@ impl Shared {
                 return Err((f, "no connection".into()));
             }
         };
-        let mut conn: Conn = (*live).clone();
-        // Armed until the answer is in: a timeout or a cancelled call releases its leases.
+        // Armed until the answer is in: a timeout or a cancelled call releases its leases on
+        // the connection it went to, after the call (see `batch.rs` for the queue's order).
         let mut pending = PendingUndo {
             shared: Arc::downgrade(self),
-            conn: Some(conn.clone()),
+            via: Some(Arc::clone(&live)),
+            answer: None,
             entries: group
                 .iter()
                 .filter_map(|s| {
@@ -385,23 +392,19 @@ impl Shared {
                 })
                 .collect(),
         };
-        let cmd = script::eval_cmd(&self.eval_sha, ops, group, self.lease_ttl);
-        let call = async {
-            match conn.query(&cmd).await {
-                Err(e) if e.kind() == ErrorKind::NoScriptError => {
-                    conn.query(redis::cmd("SCRIPT").arg("LOAD").arg(script::EVALUATE))
-                        .await?;
-                    conn.query(&cmd).await
-                }
-                other => other,
-            }
+        let part = script::part(ops, group);
+        let timeout = self.backend.timeout();
+        let reply: Answer = match &live.queue {
+            Some(queue) => match queue.evaluate(part) {
+                Some(rx) => match tokio::time::timeout(timeout, pending.answer.insert(rx)).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) => Err((Failure::Connection, "connection replaced".into())),
+                    Err(_) => Err((Failure::Timeout, "timed out".into())),
+                },
+                None => Err((Failure::Connection, "batch task gone".into())),
+            },
+            None => self.direct(live.conn.clone(), &[], Some(&part)).await,
         };
-        let reply: Result<Value, (Failure, String)> =
-            match tokio::time::timeout(self.backend.timeout(), call).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err((Failure::classify(&e), e.to_string())),
-                Err(_) => Err((Failure::Timeout, "timed out".into())),
-            };
         let result = reply.and_then(|v| {
             script::decode(&v, ops, group).map_err(|e| (Failure::Reply, e.to_string()))
         });
@@ -415,16 +418,39 @@ impl Shared {
             }
             Err((f, detail)) => {
                 self.backend.failed(Some((i, &live)), f, &detail);
-                // `pending` drops armed here: the leases are released on `conn`.
+                // `pending` drops armed here: the leases are released on `live`.
                 Err((f, detail))
             }
         }
     }
 
-    /// Sends undo entries off the decision path (on `conn`, or the current connection),
-    /// one call per slot. Skipped without a tokio runtime: the entries then expire.
-    fn spawn_undo(self: &Arc<Self>, conn: Option<Conn>, entries: Vec<Undo>) {
+    /// One script call straight on a connection (Cluster, or no runtime for a batch task),
+    /// bounded by `timeout`.
+    async fn direct(&self, mut conn: conn::Conn, undo: &[Undo], part: Option<&Part>) -> Answer {
+        let cmd = script::batch_cmd(&self.eval_sha, self.lease_ttl, undo, part.into_iter());
+        match tokio::time::timeout(self.backend.timeout(), conn.eval(&cmd)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err((Failure::classify(&e), e.to_string())),
+            Err(_) => Err((Failure::Timeout, "timed out".into())),
+        }
+    }
+
+    /// Gives charges back off the decision path, on `via` (or the current connection): into
+    /// its batch queue on standalone, else in a spawned task, one call per slot. Best effort:
+    /// a lost release expires with the lease TTL (without a tokio runtime nothing is sent).
+    fn give_back(self: &Arc<Self>, via: Option<Live>, entries: Vec<Undo>) {
         if entries.is_empty() {
+            return;
+        }
+        let live = match via {
+            Some(l) => l,
+            None => match self.backend.get() {
+                Ok((_, l)) => l,
+                Err(_) => return,
+            },
+        };
+        if let Some(queue) = &live.queue {
+            queue.give_back(entries);
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -432,13 +458,6 @@ impl Shared {
         };
         let sh = Arc::clone(self);
         handle.spawn(async move {
-            let mut conn = match conn {
-                Some(c) => c,
-                None => match sh.backend.get() {
-                    Ok((_, live)) => Live::unwrap_or_clone(live),
-                    Err(_) => return,
-                },
-            };
             let mut by_slot: SmallVec<[(u16, Vec<Undo>); 4]> = SmallVec::new();
             let cluster = sh.backend.is_cluster();
             for e in entries {
@@ -453,47 +472,44 @@ impl Shared {
                 }
             }
             for (_, entries) in by_slot {
-                let cmd = script::undo_cmd(&sh.undo_sha, &entries);
-                let send = async {
-                    match conn.query(&cmd).await {
-                        Err(e) if e.kind() == ErrorKind::NoScriptError => {
-                            conn.query(redis::cmd("SCRIPT").arg("LOAD").arg(script::UNDO))
-                                .await?;
-                            conn.query(&cmd).await
-                        }
-                        other => other,
-                    }
-                };
-                // Best effort: a lost release expires with the lease TTL.
-                let _ = tokio::time::timeout(UNDO_TIMEOUT, send).await;
+                let _ = tokio::time::timeout(
+                    UNDO_TIMEOUT,
+                    sh.direct(live.conn.clone(), &entries, None),
+                )
+                .await;
             }
         });
     }
 }
 
-/// Undo entries that are sent when dropped armed (a call that failed or was cancelled).
+/// Undo entries that are given back when dropped armed (a call that failed or was
+/// cancelled), on the connection the call went to.
 #[derive(Default)]
 struct PendingUndo {
     shared: Weak<Shared>,
-    conn: Option<Conn>,
+    via: Option<Live>,
+    /// The batch queue's answer channel, closed before the entries are queued: the batch
+    /// task then either has sent the request already or will not send it.
+    answer: Option<oneshot::Receiver<Answer>>,
     entries: Vec<Undo>,
 }
 
 impl PendingUndo {
     /// Take the entries; nothing is sent on drop.
     fn disarm(&mut self) -> Vec<Undo> {
-        self.conn = None;
+        self.via = None;
         std::mem::take(&mut self.entries)
     }
 }
 
 impl Drop for PendingUndo {
     fn drop(&mut self) {
+        drop(self.answer.take());
         if self.entries.is_empty() {
             return;
         }
         if let Some(sh) = self.shared.upgrade() {
-            sh.spawn_undo(self.conn.take(), std::mem::take(&mut self.entries));
+            sh.give_back(self.via.take(), std::mem::take(&mut self.entries));
         }
     }
 }

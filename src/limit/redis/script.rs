@@ -1,5 +1,6 @@
 //! The wire side of the Redis store, pure (no IO): Redis key names, the EVALSHA command for
-//! one group of ops, the reply → [`Outcome`]s, and the Cluster slot of a key.
+//! a batch of requests (each one group of ops) and give-backs, the reply → [`Outcome`]s, and
+//! the Cluster slot of a key.
 //!
 //! # Keys
 //! Every key of one layer key is `<prefix>{<layer key>}<suffix>`, so on Redis Cluster all of
@@ -20,10 +21,9 @@ use redis::{Cmd, Value};
 
 use crate::limit::{Op, OpSpec, Outcome};
 
-/// The evaluate script (check, then charge; see the file).
+/// The script: give-backs (lease releases, refunds), then a batch of requests, each checked
+/// then charged (see the file).
 pub(super) const EVALUATE: &str = include_str!("evaluate.lua");
-/// The undo script (lease release and refunds).
-pub(super) const UNDO: &str = include_str!("undo.lua");
 
 /// The retry hint for concurrency denials (as LocalStore: slots free when responses end).
 pub(super) const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
@@ -115,31 +115,83 @@ pub(super) struct Sent {
     pub lease: Option<String>,
 }
 
-/// The EVALSHA command for one group of ops (all in one slot on Cluster).
-pub(super) fn eval_cmd(sha: &str, ops: &[OpSpec], group: &[Sent], lease_ttl: Duration) -> Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(sha).arg(group.len());
-    for s in group {
-        cmd.arg(s.key.as_str());
+/// Command arguments packed in one buffer: two allocations however many there are.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Args {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Args {
+    pub(super) fn push(&mut self, arg: &[u8]) {
+        self.bytes.extend_from_slice(arg);
+        self.ends.push(self.bytes.len());
     }
-    let mut num = itoa_buf();
+
+    /// A number in decimal, as Redis and Lua's `tonumber` read it.
+    pub(super) fn push_num(&mut self, n: u64) {
+        // Writing to a Vec cannot fail.
+        let _ = std::io::Write::write_fmt(&mut self.bytes, format_args!("{n}"));
+        self.ends.push(self.bytes.len());
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let arg = self.bytes.get(start..end).unwrap_or_default();
+            start = end;
+            arg
+        })
+    }
+}
+
+/// One request's share of a script call: a key per op, and its values (the op count, then
+/// each op's kind and parameters; see evaluate.lua).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Part {
+    keys: Args,
+    args: Args,
+}
+
+impl Part {
+    /// How many ops the part sends (its reply is 3 integers each).
+    pub(super) fn ops(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// The part for one group of ops (all in one slot on Cluster).
+pub(super) fn part(ops: &[OpSpec], group: &[Sent]) -> Part {
+    let mut p = Part::default();
+    p.args.push_num(group.len() as u64);
     for s in group {
         let Some(spec) = ops.get(s.index) else {
             continue; // unreachable: indices come from `ops`
         };
-        let enforce: &[u8] = if spec.enforce { b"1" } else { b"0" };
+        p.keys.push(s.key.as_bytes());
+        // Upper case: the op enforces.
+        let kind = |lower: &'static [u8], upper: &'static [u8]| {
+            if spec.enforce {
+                upper
+            } else {
+                lower
+            }
+        };
         match &spec.op {
             Op::Rate { rate, cost, .. } => {
-                cmd.arg("r").arg(enforce);
-                cmd.arg(fmt(&mut num, nanos(rate.emission)));
-                cmd.arg(fmt(&mut num, u64::from(rate.burst.max(1))));
-                cmd.arg(fmt(&mut num, u64::from(*cost)));
+                p.args.push(kind(b"r", b"R"));
+                p.args.push_num(nanos(rate.emission));
+                p.args.push_num(u64::from(rate.burst.max(1)));
+                p.args.push_num(u64::from(*cost));
             }
             Op::Concurrency { max, .. } => {
-                cmd.arg("c").arg(enforce);
-                cmd.arg(fmt(&mut num, u64::from(*max)));
-                cmd.arg(s.lease.as_deref().unwrap_or(""));
-                cmd.arg("");
+                p.args.push(kind(b"c", b"C"));
+                p.args.push_num(u64::from(*max));
+                p.args.push(s.lease.as_deref().unwrap_or("").as_bytes());
             }
             Op::Distinct {
                 member,
@@ -147,26 +199,66 @@ pub(super) fn eval_cmd(sha: &str, ops: &[OpSpec], group: &[Sent], lease_ttl: Dur
                 window,
                 ..
             } => {
-                cmd.arg("d").arg(enforce);
-                cmd.arg(fmt(&mut num, u64::from(*max)));
-                cmd.arg(fmt(&mut num, micros_ceil(*window)));
+                p.args.push(kind(b"d", b"D"));
+                p.args.push_num(u64::from(*max));
+                p.args.push_num(micros_ceil(*window));
                 // The member's 8 bytes as they are: Redis hashes them (MurmurHash64A).
-                cmd.arg(&member.to_be_bytes()[..]);
+                p.args.push(&member.to_be_bytes());
             }
         }
     }
-    cmd.arg(fmt(&mut num, micros_ceil(lease_ttl)));
+    p
+}
+
+/// One `EVALSHA` of evaluate.lua: the give-backs `undo` (all in one slot on Cluster), then
+/// the `parts`, each evaluated all or nothing, in order.
+pub(super) fn batch_cmd<'a>(
+    sha: &str,
+    lease_ttl: Duration,
+    undo: &[Undo],
+    parts: impl Iterator<Item = &'a Part> + Clone,
+) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    let keys = undo.len() + parts.clone().map(|p| p.keys.len()).sum::<usize>();
+    cmd.arg(sha).arg(keys);
+    for e in undo {
+        cmd.arg(e.key());
+    }
+    for p in parts.clone() {
+        for k in p.keys.iter() {
+            cmd.arg(k);
+        }
+    }
+    cmd.arg(micros_ceil(lease_ttl)).arg(undo.len());
+    for e in undo {
+        match e {
+            Undo::Lease { member, .. } => cmd.arg("c").arg(member.as_str()),
+            Undo::Refund { micros, .. } => cmd.arg("r").arg(*micros),
+        };
+    }
+    for p in parts {
+        for a in p.args.iter() {
+            cmd.arg(a);
+        }
+    }
     cmd
 }
 
-fn itoa_buf() -> String {
-    String::with_capacity(20)
-}
-
-fn fmt(buf: &mut String, n: u64) -> &str {
-    buf.clear();
-    let _ = write!(buf, "{n}");
-    buf.as_str()
+/// The script's reply cut into one reply per part (`sizes`: each part's op count).
+pub(super) fn split(
+    reply: Value,
+    sizes: impl Iterator<Item = usize> + Clone,
+) -> Result<Vec<Value>, BadReply> {
+    let Value::Array(items) = reply else {
+        return Err(BadReply("not an array"));
+    };
+    if items.len() != sizes.clone().map(|n| n * 3).sum::<usize>() {
+        return Err(BadReply("wrong length"));
+    }
+    let mut items = items.into_iter();
+    Ok(sizes
+        .map(|n| Value::Array(items.by_ref().take(n * 3).collect()))
+        .collect())
 }
 
 /// What one undo entry gives back.
@@ -184,22 +276,6 @@ impl Undo {
             Undo::Lease { key, .. } | Undo::Refund { key, .. } => key,
         }
     }
-}
-
-/// The EVALSHA command of the undo script for entries of one slot.
-pub(super) fn undo_cmd(sha: &str, entries: &[Undo]) -> Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(sha).arg(entries.len());
-    for e in entries {
-        cmd.arg(e.key());
-    }
-    for e in entries {
-        match e {
-            Undo::Lease { member, .. } => cmd.arg("c").arg(member.as_str()),
-            Undo::Refund { micros, .. } => cmd.arg("r").arg(*micros),
-        };
-    }
-    cmd
 }
 
 /// The refund for a rate op that was charged: `cost × emission`, in whole µs.
@@ -316,6 +392,93 @@ mod tests {
             window: Duration::from_nanos(1_500),
         };
         assert_eq!(op_key("x", &d), "x{s}:d:2");
+    }
+
+    #[test]
+    fn a_batch_is_give_backs_then_parts_in_order() {
+        let mut n = Args::default();
+        for v in [0, 7, 10, 1_234_567_890, u64::MAX] {
+            n.push_num(v);
+        }
+        let got: Vec<&[u8]> = n.iter().collect();
+        let want: [&[u8]; 5] = [b"0", b"7", b"10", b"1234567890", b"18446744073709551615"];
+        assert_eq!(got, want);
+
+        let ops = [
+            OpSpec {
+                op: Op::Rate {
+                    key: "a".into(),
+                    rate: Rate {
+                        emission: Duration::from_micros(2),
+                        burst: 0,
+                    },
+                    cost: 3,
+                },
+                enforce: true,
+            },
+            OpSpec {
+                op: Op::Concurrency {
+                    key: "b".into(),
+                    max: 4,
+                },
+                enforce: false,
+            },
+        ];
+        let group = [
+            Sent {
+                index: 0,
+                key: "A".into(),
+                lease: None,
+            },
+            Sent {
+                index: 1,
+                key: "B".into(),
+                lease: Some("m1".into()),
+            },
+        ];
+        let one = part(&ops, &group);
+        let two = part(&ops, &group[1..]);
+        assert_eq!((one.ops(), two.ops()), (2, 1));
+        let undo = [Undo::Lease {
+            key: "B".into(),
+            member: "m0".into(),
+        }];
+        let cmd = batch_cmd(
+            "sha",
+            Duration::from_millis(5),
+            &undo,
+            [&one, &two].into_iter(),
+        );
+        let args: Vec<String> = cmd
+            .args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                redis::Arg::Cursor => "<cursor>".into(),
+            })
+            .collect();
+        let want = [
+            "EVALSHA", "sha", "4", "B", "A", "B", "B", "5000", "1", "c", "m0", "2", "R", "2000",
+            "1", "3", "c", "4", "m1", "1", "c", "4", "m1",
+        ];
+        assert_eq!(args, want);
+    }
+
+    #[test]
+    fn a_batch_reply_is_cut_per_part() {
+        let reply = Value::Array((0..9).map(Value::Int).collect());
+        let parts = split(reply, [2, 0, 1].into_iter()).expect("split");
+        let ints = |v: &Value| match v {
+            Value::Array(items) => items.len(),
+            _ => usize::MAX,
+        };
+        assert_eq!(parts.iter().map(ints).collect::<Vec<_>>(), [6, 0, 3]);
+        assert_eq!(
+            parts[2],
+            Value::Array(vec![Value::Int(6), Value::Int(7), Value::Int(8)])
+        );
+        let short = Value::Array((0..8).map(Value::Int).collect());
+        assert!(split(short, [2, 1].into_iter()).is_err());
+        assert!(split(Value::Nil, [1].into_iter()).is_err());
     }
 
     #[test]
