@@ -141,6 +141,10 @@ pub struct RedisSettings {
     pub url: String,
     /// Seed node URLs; non-empty selects Redis Cluster (`url` is then ignored).
     pub cluster: Vec<String>,
+    /// Sentinel URLs; non-empty selects the master named `sentinel_master` (`url` then gives
+    /// only the database and credentials).
+    pub sentinels: Vec<String>,
+    pub sentinel_master: String,
     /// Bound on each call; a request never waits longer for the counters.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -159,6 +163,8 @@ impl Default for RedisSettings {
         Self {
             url: d.url,
             cluster: d.cluster,
+            sentinels: d.sentinels,
+            sentinel_master: d.sentinel_master,
             timeout: d.timeout,
             key_prefix: d.key_prefix,
             lease_ttl: d.lease_ttl,
@@ -172,6 +178,8 @@ impl RedisSettings {
         crate::limit::redis::RedisConfig {
             url: self.url.clone(),
             cluster: self.cluster.clone(),
+            sentinels: self.sentinels.clone(),
+            sentinel_master: self.sentinel_master.clone(),
             timeout: self.timeout,
             key_prefix: self.key_prefix.clone(),
             lease_ttl: self.lease_ttl,
@@ -481,6 +489,13 @@ impl Config {
         }
         if self.store.redis.timeout.is_zero() || self.store.redis.timeout > Duration::from_secs(1) {
             out.push("store.redis.timeout: between 1ms and 1s (e.g. \"20ms\")".into());
+        }
+        let r = &self.store.redis;
+        if !r.sentinels.is_empty() && !r.cluster.is_empty() {
+            out.push("store.redis: give sentinels or cluster, not both".into());
+        }
+        if !r.sentinels.is_empty() && r.sentinel_master.is_empty() {
+            out.push("store.redis.sentinel_master: required with sentinels (the master's name, e.g. \"mymaster\")".into());
         }
         if self.store.max_keys < 16 {
             out.push("store.max_keys: must be at least 16".into());

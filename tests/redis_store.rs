@@ -781,3 +781,54 @@ async fn timeout_during_a_batch_fails_each_request_and_releases_its_leases() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_finds_the_master_and_follows_a_failover() {
+    let mut set = RedisSentinel::start();
+    let cfg = RedisConfig {
+        timeout: Duration::from_millis(500),
+        ..no_cache(set.config())
+    };
+    let r = store(cfg).await;
+    wait_for("connection through the Sentinel", || r.is_up()).await;
+    let tight = rate("sentinel", 3_600_000, 2, 1);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(eval(&r, std::slice::from_ref(&tight)).await.blocked);
+    }
+    assert_eq!(got, [false, false, true]);
+    // The counters live on the master the Sentinel named.
+    assert_eq!(set.master_port(), set.master.port.to_string());
+    assert!(set.master.dbsize() > 0);
+
+    // The master dies; the Sentinel promotes the replica (which has the counters), and the
+    // store's reconnect asks the Sentinel again.
+    assert_eq!(
+        set.master.cli(&["WAIT", "1", "5000"]),
+        "1",
+        "replica in sync"
+    );
+    set.master.kill();
+    let replica = set.replica.port.to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while set.master_port() != replica {
+        assert!(Instant::now() < deadline, "no failover within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        match r.evaluate(std::slice::from_ref(&tight)).await {
+            Ok(e) => break e,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "store did not follow the failover: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // Still over the limit: the new master had the replicated counters.
+    assert!(after.blocked);
+    assert!(set.replica.dbsize() > 0);
+}

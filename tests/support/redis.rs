@@ -184,6 +184,87 @@ pub fn parse_commandstats(info: &str) -> HashMap<String, u64> {
     m
 }
 
+/// A master, one replica and one Sentinel watching them (quorum 1, failover after 500 ms of
+/// silence), each on its own port and directory.
+pub struct RedisSentinel {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinel_port: u16,
+    sentinel_dir: tempfile::TempDir,
+    sentinel: Option<Child>,
+}
+
+pub const SENTINEL_MASTER: &str = "pcmaster";
+
+impl RedisSentinel {
+    pub fn start() -> Self {
+        let master = RedisServer::start();
+        let replica = RedisServer::start();
+        let of = format!("127.0.0.1 {}", master.port);
+        let mut parts = of.split(' ');
+        let (h, p) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        assert_eq!(replica.cli(&["REPLICAOF", h, p]), "OK");
+        let sentinel_port = free_port(false);
+        let sentinel_dir = tempfile::tempdir().expect("tempdir");
+        let conf = sentinel_dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {SENTINEL_MASTER} 500\n\
+                 sentinel failover-timeout {SENTINEL_MASTER} 2000\n",
+                sentinel_dir.path().display(),
+                master.port
+            ),
+        )
+        .expect("sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        wait_ready(sentinel_port);
+        Self {
+            master,
+            replica,
+            sentinel_port,
+            sentinel_dir,
+            sentinel: Some(child),
+        }
+    }
+
+    /// The store's config: the Sentinel, the master's name, the test timeout.
+    pub fn config(&self) -> RedisConfig {
+        RedisConfig {
+            sentinels: vec![format!("redis://127.0.0.1:{}", self.sentinel_port)],
+            sentinel_master: SENTINEL_MASTER.into(),
+            timeout: TEST_TIMEOUT,
+            ..RedisConfig::default()
+        }
+    }
+
+    /// The port the Sentinel currently names as master.
+    pub fn master_port(&self) -> String {
+        let out = cli_at(
+            self.sentinel_port,
+            &["SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER],
+        );
+        out.lines().nth(1).unwrap_or("").to_string()
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.sentinel.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Three masters, no replicas, slots spread by `redis-cli --cluster create`.
 pub struct RedisCluster {
     pub ports: Vec<u16>,

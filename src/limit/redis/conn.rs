@@ -28,7 +28,8 @@ use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Value};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, IntoConnectionInfo, RedisError, Value};
 use tracing::{info, warn};
 
 use super::batch::{self, Queue};
@@ -95,6 +96,16 @@ struct Slot {
 enum Target {
     Single(Client),
     Cluster(ClusterClient),
+    /// Asks the Sentinels for the current master on every (re)connect, so a failover is
+    /// followed by the reconnect supervisor. The client caches its Sentinel connections and
+    /// needs `&mut`: connects are rare, a mutex is fine.
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+/// `[store.redis] sentinels` and `sentinel_master`.
+pub(super) struct SentinelTarget<'a> {
+    pub(super) sentinels: &'a [String],
+    pub(super) master: &'a str,
 }
 
 /// What went wrong with one call, for the metric label and the health flag.
@@ -166,13 +177,31 @@ impl Backend {
     pub(super) async fn start(
         url: &str,
         cluster: &[String],
+        sentinel: Option<SentinelTarget<'_>>,
         pool: usize,
         batch: Arc<batch::Settings>,
     ) -> Result<Arc<Self>, StoreError> {
         let timeout = batch.timeout;
         // The URL may hold a password: never echo it.
         let bad_url = |_| StoreError::Unavailable("invalid store url".into());
-        let (target, n) = if cluster.is_empty() {
+        let (target, n) = if let Some(s) = sentinel {
+            // `url` gives the master's database and credentials; the Sentinels give its address.
+            let node = SentinelNodeConnectionInfo {
+                tls_mode: None,
+                redis_connection_info: Some(url.into_connection_info().map_err(bad_url)?.redis),
+            };
+            let client = SentinelClient::build(
+                s.sentinels.to_vec(),
+                s.master.to_string(),
+                Some(node),
+                SentinelServerType::Master,
+            )
+            .map_err(bad_url)?;
+            (
+                Target::Sentinel(tokio::sync::Mutex::new(client)),
+                pool.max(1),
+            )
+        } else if cluster.is_empty() {
             (
                 Target::Single(Client::open(url).map_err(bad_url)?),
                 pool.max(1),
@@ -236,6 +265,13 @@ impl Backend {
                     Conn::Single(c.get_multiplexed_async_connection_with_config(&cfg).await?)
                 }
                 Target::Cluster(c) => Conn::Cluster(c.get_async_connection().await?),
+                Target::Sentinel(s) => {
+                    let cfg = AsyncConnectionConfig::new()
+                        .set_connection_timeout(CONNECT_TIMEOUT)
+                        .set_response_timeout(self.timeout);
+                    let mut client = s.lock().await;
+                    Conn::Single(client.get_async_connection_with_config(&cfg).await?)
+                }
             };
             conn.query(redis::cmd("SCRIPT").arg("LOAD").arg(script::EVALUATE))
                 .await?;
@@ -328,7 +364,7 @@ impl Backend {
         let failing_for = Duration::from_millis(now.saturating_sub(since));
         let hung = failure == Failure::Timeout && failing_for >= hung_after(self.timeout);
         // A ClusterConnection reconnects per node and refreshes its slot map by itself.
-        let single = matches!(self.target, Target::Single(_));
+        let single = matches!(self.target, Target::Single(_) | Target::Sentinel(_));
         let replace = single
             && match failure {
                 Failure::Connection => true,

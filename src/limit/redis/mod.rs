@@ -85,6 +85,11 @@ pub struct RedisConfig {
     pub url: String,
     /// Seed node URLs; non-empty selects Redis Cluster.
     pub cluster: Vec<String>,
+    /// Sentinel URLs; non-empty selects the master that `sentinel_master` names (`url` then
+    /// gives only its database and credentials).
+    pub sentinels: Vec<String>,
+    /// The master's name in the Sentinels' configuration.
+    pub sentinel_master: String,
     /// Bound on each call; past it the call fails with `StoreError::Timeout`.
     pub timeout: Duration,
     /// Prepended to every key (no `{` or `}`).
@@ -100,6 +105,8 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:6379/0".into(),
             cluster: Vec::new(),
+            sentinels: Vec::new(),
+            sentinel_master: String::new(),
             timeout: Duration::from_millis(20),
             key_prefix: "pc:".into(),
             lease_ttl: Duration::from_secs(300),
@@ -196,7 +203,12 @@ impl RedisStore {
             lease_ttl,
             timeout: cfg.timeout.max(Duration::from_millis(1)),
         });
-        let backend = Backend::start(&cfg.url, &cfg.cluster, connections, settings).await?;
+        let sentinel = (!cfg.sentinels.is_empty()).then(|| conn::SentinelTarget {
+            sentinels: &cfg.sentinels,
+            master: &cfg.sentinel_master,
+        });
+        let backend =
+            Backend::start(&cfg.url, &cfg.cluster, sentinel, connections, settings).await?;
         let rs = std::collections::hash_map::RandomState::new();
         let lease_base = std::hash::BuildHasher::hash_one(&rs, 0x6c_6561_7365_u64);
         Ok(RedisStore {
