@@ -110,7 +110,9 @@ impl Upstream {
         loop {
             let (mut tx, reused) = match self.inner.checkout() {
                 Some(tx) => (tx, true),
-                None => (self.connect().await?, false),
+                // Boxed: connecting is rare, and its state would make every request's
+                // future (moved and copied several times) larger.
+                None => (Box::pin(self.connect()).await?, false),
             };
             if tx.ready().await.is_err() {
                 if reused {

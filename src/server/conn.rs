@@ -315,7 +315,11 @@ async fn serve_http<I>(
             let info = info.clone();
             let last_fp = last_fp.clone();
             let guard = InFlight::enter(&in_flight);
-            async move { Ok::<_, Infallible>(shared.handle(req, &info, &last_fp, guard).await) }
+            // Boxed: hyper moves the request future into its HTTP/2 stream task and the
+            // HTTP/1.1 dispatcher, and these moves copied the whole (large) future each time.
+            Box::pin(async move {
+                Ok::<_, Infallible>(shared.handle(req, &info, &last_fp, guard).await)
+            })
         })
     };
     let builder = match protocol {
