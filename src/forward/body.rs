@@ -79,7 +79,7 @@ impl Gathered {
 /// body over through a one-slot channel from the connection's own task, so the next chunk is
 /// only "available" once that task has run again. So when data was gathered and the inner body
 /// says `Pending`, the body yields (wakes itself and returns `Pending`) to let that task refill
-/// the slot, and sends what it has only after [`QUIET_POLLS`] polls in a row found nothing new.
+/// the slot, and sends what it has only after `QUIET_POLLS` polls in a row found nothing new.
 /// It takes two, not one, because hyper's HTTP/1.1 server polls a pending body a second time
 /// within the same task poll, before any other task has run. This never waits for time or for
 /// the upstream's socket: a paced SSE stream still goes out event by event, two scheduler turns
