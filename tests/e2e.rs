@@ -6,6 +6,8 @@ mod common;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +16,7 @@ use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 
@@ -163,7 +166,6 @@ async fn openssl_s_client() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("openssl must be installed (scripts/test.sh installs it)");
-    use tokio::io::AsyncWriteExt;
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
         .write_all(b"GET /v1/echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -456,5 +458,72 @@ async fn https_upstream_with_custom_ca() {
     let (status, _, body) = https_get(proxy.addr, "/v1/anything", &[]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("tls-upstream saw t13d"), "{body}");
+    proxy.stop().await;
+}
+
+/// A raw HTTP/1.1 upstream that counts the connections it accepts and answers every request
+/// with `200 ok`, echoing the `Host` it received in `x-host`. With `close_silently` it closes
+/// each connection after one answer without saying so (no `Connection: close`), as an
+/// upstream that times out idle keep-alive connections does.
+async fn counting_upstream(close_silently: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let host = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("host: "))
+                        .unwrap_or("")
+                        .to_string();
+                    let resp =
+                        format!("HTTP/1.1 200 OK\r\nx-host: {host}\r\ncontent-length: 2\r\n\r\nok");
+                    if s.write_all(resp.as_bytes()).await.is_err() || close_silently {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_with_the_upstream_host() {
+    let (up, accepted) = counting_upstream(false).await;
+    let proxy = start_proxy(test_config(up)).await;
+    for _ in 0..3 {
+        let (status, headers, body) = https_get(proxy.addr, "/v1/x", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+        assert_eq!(headers["x-host"], up.to_string().as_str());
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_closing_idle_connections_costs_no_request() {
+    let (up, accepted) = counting_upstream(true).await;
+    let proxy = start_proxy(test_config(up)).await;
+    for _ in 0..3 {
+        let (status, _, body) = https_get(proxy.addr, "/v1/x", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
     proxy.stop().await;
 }

@@ -5,7 +5,6 @@
 //! `core::fmt` machinery and intermediate allocations.
 
 use md5::{Digest as _, Md5};
-use sha2::Sha256;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -74,9 +73,13 @@ pub(crate) fn push_count2(out: &mut String, n: usize) {
 }
 
 /// The first 12 lowercase hex digits of SHA-256(`input`), as JA4 parts b and c.
+///
+/// ring's SHA-256 (assembly, with SSSE3/AVX/SHA-NI as the CPU has them) rather than the `sha2`
+/// crate's: on CPUs without SHA-NI `sha2` falls back to portable Rust, and the header
+/// fingerprint hashes on every request.
 pub(crate) fn push_sha256_12(out: &mut String, input: &str) {
-    let digest = Sha256::digest(input.as_bytes());
-    push_hex_bytes(out, &digest[..6]);
+    let digest = ring::digest::digest(&ring::digest::SHA256, input.as_bytes());
+    push_hex_bytes(out, &digest.as_ref()[..6]);
 }
 
 /// MD5(`input`) as 32 lowercase hex digits, the JA3 hash.

@@ -124,6 +124,15 @@ pub fn header_fingerprint<'a>(
     version: HttpVersionTag,
     headers: impl Iterator<Item = (&'a str, &'a [u8])>,
 ) -> HeaderFp {
+    HeaderFp::from_raw(version, header_fingerprint_raw(version, headers))
+}
+
+/// The raw form alone (see [`header_fingerprint`]); with [`HeaderFp::from_raw`], lets a caller
+/// that saw this raw form before reuse its id instead of hashing again.
+pub fn header_fingerprint_raw<'a>(
+    version: HttpVersionTag,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> String {
     // Built as bytes (every byte written is printable ASCII), turned into a String at the end.
     let mut raw: Vec<u8> = Vec::with_capacity(256);
     raw.extend_from_slice(version.label().as_bytes());
@@ -184,13 +193,18 @@ pub fn header_fingerprint<'a>(
 
     // `push_escaped` writes printable ASCII only, so the conversion cannot fail; the fallback
     // keeps this free of a panic path anyway.
-    let raw = String::from_utf8(raw)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    let mut id = String::with_capacity(15);
-    id.push_str(version.label());
-    id.push('_');
-    push_sha256_12(&mut id, &raw);
-    HeaderFp { id, raw }
+    String::from_utf8(raw).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+impl HeaderFp {
+    /// The fingerprint of a raw form built by [`header_fingerprint_raw`] for `version`.
+    pub fn from_raw(version: HttpVersionTag, raw: String) -> Self {
+        let mut id = String::with_capacity(15);
+        id.push_str(version.label());
+        id.push('_');
+        push_sha256_12(&mut id, &raw);
+        HeaderFp { id, raw }
+    }
 }
 
 /// Whether a lowercased name is in [`EXCLUDED`] or starts with one of [`EXCLUDED_PREFIXES`]

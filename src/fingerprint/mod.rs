@@ -37,7 +37,7 @@ pub use client_hello::{
 };
 pub use grease::is_grease;
 pub use h2::{H2Fingerprint, H2State, H2Tap, H2_TAP_LIMIT};
-pub use http::{header_fingerprint, HeaderFp, HttpVersionTag};
+pub use http::{header_fingerprint, header_fingerprint_raw, HeaderFp, HttpVersionTag};
 #[cfg(feature = "ja4h")]
 pub use ja4h::{ja4h, Ja4h};
 

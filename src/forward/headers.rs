@@ -21,8 +21,20 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Prefix reserved for headers portcullis itself adds for the upstream.
 pub const RESERVED_PREFIX: &str = "x-portcullis-";
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::PROXY_AUTHENTICATE
+}
+
 /// Removes hop-by-hop headers, including those named by `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names (a standard name compares as
+    // a tag) instead of eight hashed removals on every request and response.
+    if !h.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -53,9 +65,9 @@ pub fn strip_reserved(h: &mut HeaderMap, names: &[HeaderName]) {
 
 /// Sets `X-Forwarded-For` to the client address and `X-Forwarded-Proto` to the scheme.
 pub fn set_forwarded(h: &mut HeaderMap, client_ip: HeaderValue, https: bool) {
-    h.insert(HeaderName::from_static("x-forwarded-for"), client_ip);
+    h.insert(X_FORWARDED_FOR, client_ip);
     h.insert(
-        HeaderName::from_static("x-forwarded-proto"),
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if https { "https" } else { "http" }),
     );
 }
@@ -75,6 +87,21 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn a_lone_hop_by_hop_header_goes_and_others_stay() {
+        let mut h = HeaderMap::new();
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        h.insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static("Basic"),
+        );
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));

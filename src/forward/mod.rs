@@ -5,25 +5,25 @@
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderName, HOST};
-use http::uri::{Authority, Scheme};
+use http::uri::Scheme;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use crate::config::Config;
 use crate::server::info::ConnInfo;
-use body::{boxed, ProxyBody};
+use body::ProxyBody;
 use error::ProxyError;
+use http_body_util::BodyExt;
+use upstream::Upstream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardSetupError {
@@ -50,9 +50,7 @@ struct Names {
 /// The upstream client and everything needed to rewrite a request for it.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
-    scheme: Scheme,
-    authority: Authority,
+    upstream: Upstream,
     names: Arc<Names>,
     response_timeout: Duration,
 }
@@ -115,12 +113,19 @@ impl Forwarder {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_max_idle_per_host(cfg.upstream.pool_max_idle)
-            .pool_idle_timeout(cfg.upstream.pool_idle_timeout)
-            .build(connector);
+        let target = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .map_err(|e| ForwardSetupError::Url(e.to_string()))?;
+        let upstream = Upstream::new(
+            connector,
+            target,
+            cfg.upstream.pool_max_idle,
+            cfg.upstream.pool_idle_timeout,
+        )
+        .ok_or_else(|| ForwardSetupError::Url("no host".into()))?;
 
         let h = &cfg.headers;
         let names = Names {
@@ -145,9 +150,7 @@ impl Forwarder {
             names.tls_rtt.clone(),
         ];
         Ok(Self {
-            client,
-            scheme,
-            authority,
+            upstream,
             names: Arc::new(Names { all, ..names }),
             response_timeout: cfg.timeouts.upstream_response,
         })
@@ -178,18 +181,13 @@ impl Forwarder {
         info: &ConnInfo,
         extra: Vec<(HeaderName, http::HeaderValue)>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        // Origin form (RFC 9112 §3.2.1): the upstream's host goes in `Host` (set by the pool).
         let path_and_query = req
             .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| ProxyError::BadRequest)?;
-        *req.uri_mut() = uri;
+        *req.uri_mut() = Uri::from(path_and_query);
         // The upstream hop is HTTP/1.1 whatever the client spoke; the client sets Host.
         *req.version_mut() = Version::HTTP_11;
 
@@ -212,20 +210,14 @@ impl Forwarder {
             h.insert(k, v);
         }
 
-        let resp = match tokio::time::timeout(self.response_timeout, self.client.request(req)).await
+        let resp = match tokio::time::timeout(self.response_timeout, self.upstream.send(req)).await
         {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
-            Ok(Err(e)) => {
-                return Err(if e.is_connect() {
-                    ProxyError::UpstreamUnavailable
-                } else {
-                    ProxyError::UpstreamProtocol
-                })
-            }
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(r)) => r,
         };
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, boxed(body)))
+        Ok(Response::from_parts(parts, body.boxed_unsync()))
     }
 }

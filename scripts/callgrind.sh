@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Instructions per request of the release proxy under callgrind: repeatable on a shared,
+# noisy machine where wall-clock numbers are not (docs/benchmarks.md, section 5).
+#
+#   scripts/callgrind.sh [h1|h2|burst] [N1 N2]
+#
+# Runs the proxy (no policy, --workers 1) in front of the harness's bench-upstream
+# (../shared/bench/setup.sh builds it), sends N1 and then N2 requests with h2load from 16
+# connections, and prints (Ir(N2) - Ir(N1)) / (N2 - N1): startup and the 16 handshakes cancel
+# out. Needs valgrind, h2load, and a release build (cargo build --release).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+MODE=${1:-h1}
+N1=${2:-500}
+N2=${3:-2500}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/portcullis}
+TOOLS=${BENCH_WORK:-/tmp/bench-work}
+UP_PORT=${UP_PORT:-29080}
+PORT=${PORT:-29450}
+WORK=$(mktemp -d)
+trap 'kill "$UP" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+case $MODE in
+  h1) H2LOAD=(--h1 -m 1); REQ_PATH=/v1/json ;;
+  h2) H2LOAD=(-m 10); REQ_PATH=/v1/json ;;
+  burst) H2LOAD=(--h1 -m 1); REQ_PATH='/v1/stream?n=50&delay_ms=0' ;;
+  *) echo "mode: h1, h2 or burst" >&2; exit 2 ;;
+esac
+
+"$TOOLS/target/release/bench-upstream" "127.0.0.1:$UP_PORT" > "$WORK/upstream.log" 2>&1 &
+UP=$!
+: > "$WORK/nopolicy.toml"
+
+# Ir of the proxy for $1 requests.
+instructions() {
+  valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$1" "$BIN" run \
+    --config "$WORK/nopolicy.toml" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP_PORT" \
+    --cert "$TOOLS/certs/server.pem" --key "$TOOLS/certs/server.key" --workers 1 --admin off \
+    > "$WORK/proxy.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do
+    ss -ltn | grep -q ":$PORT " && break
+    sleep 0.2
+  done
+  h2load "${H2LOAD[@]}" -n "$1" -c 16 -t 1 "https://127.0.0.1:$PORT$REQ_PATH" | grep "$1 succeeded" > /dev/null
+  kill -TERM "$pid"
+  wait "$pid" || true
+  sed -n 's/^summary: //p' "$WORK/cg.$1"
+}
+
+A=$(instructions "$N1")
+B=$(instructions "$N2")
+echo "$MODE: $(((B - A) / (N2 - N1))) instructions per request ($N1: $A, $N2: $B)"
