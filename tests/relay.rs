@@ -124,7 +124,8 @@ async fn a_relay_adding_50ms_is_detected_and_a_direct_client_is_not() {
         micros(&relayed, "x-portcullis-tls-rtt-us"),
     );
     assert!(tcp < 10_000, "tcp {tcp} us");
-    assert!(tls >= 2 * 50_000, "tls {tls} us");
+    // Both holds, less the kernel timestamp's jiffy resolution (at most 10 ms).
+    assert!(tls >= 2 * 50_000 - 10_000, "tls {tls} us");
     assert_eq!(relayed.get("x-portcullis-relay"), Some(&"relay".into()));
     assert_eq!(relayed.get("x-portcullis-flags"), Some(&"relayed".into()));
 
@@ -132,7 +133,7 @@ async fn a_relay_adding_50ms_is_detected_and_a_direct_client_is_not() {
     let forged = ["x-portcullis-relay: direct", "x-portcullis-tls-rtt-us: 1"];
     let h = curl_echo(relay.port(), &forged).await;
     assert_eq!(h.get("x-portcullis-relay"), Some(&"relay".into()));
-    assert!(micros(&h, "x-portcullis-tls-rtt-us") >= 2 * 50_000);
+    assert!(micros(&h, "x-portcullis-tls-rtt-us") >= 2 * 50_000 - 10_000);
     // Three connections measured; the two relayed gaps are above 50 ms.
     let m = proxy.metrics().await;
     assert_eq!(
