@@ -217,7 +217,6 @@ fn example_parses_with_zero_issues() {
             "subnet-budget",
             "account-subnets",
             "client-mismatch",
-            "relayed",
         ]
     );
     let clients: Vec<&str> = policy.clients().iter().map(|c| c.name()).collect();

@@ -1,7 +1,7 @@
 //! The relay signal end to end: a relay on loopback that holds every chunk for 50 ms in each
 //! direction stands between curl and the proxy. The proxy's TCP peer is then the relay (a
 //! loopback round trip, microseconds) while the TLS handshake's round trip spans the relay's
-//! delays, so the example policy's `relayed` rule flags it. The same curl, direct, is not.
+//! delays, so a `when.relay = true` rule flags it. The same curl, direct, is not.
 
 mod common;
 
@@ -15,6 +15,19 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 const DELAY: Duration = Duration::from_millis(50);
+
+/// The rule docs/policy.md ("Relay signal") gives for flagging relayed traffic.
+const RELAY_POLICY: &str = r#"
+[policy]
+version = "relay-1"
+[[policy.rules]]
+name = "relayed"
+key = ["subnet/48"]
+limit = "match"
+action = "flag"
+[policy.rules.when]
+relay = true
+"#;
 
 /// Copies `r` to `w`, holding each chunk for `delay` first; closes `w` at end of stream.
 async fn pump(mut r: OwnedReadHalf, mut w: OwnedWriteHalf, delay: Duration) {
@@ -101,7 +114,7 @@ fn micros(h: &Map<String, Value>, name: &str) -> u64 {
 async fn a_relay_adding_50ms_is_detected_and_a_direct_client_is_not() {
     let up = start_mock().await;
     let dir = tempfile::tempdir().expect("tmp");
-    let mut cfg = default_policy_config(up);
+    let mut cfg = with_policy(test_config(up), RELAY_POLICY);
     cfg.evidence.path = Some(dir.path().join("evidence.jsonl"));
     let proxy = start_proxy(cfg).await;
     let relay = spawn_relay(proxy.addr, DELAY);

@@ -201,10 +201,7 @@ fn population() -> Vec<Conn> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaign_is_caught_and_legitimate_traffic_passes() {
     let up = start_mock().await;
-    // The example policy, with one change: this test's clients share the proxy's cores.
-    let mut cfg = default_policy_config(up);
-    relay_gap_out_of_reach(&mut cfg);
-    let proxy = start_proxy(cfg).await;
+    let proxy = start_proxy(default_policy_config(up)).await;
     let limit = Arc::new(Semaphore::new(48));
     let mut tasks = tokio::task::JoinSet::new();
     // Interleave segments so the campaign and the legitimate users share the same minutes.

@@ -84,19 +84,6 @@ pub fn default_policy_config(upstream: SocketAddr) -> Config {
     cfg
 }
 
-/// Raises the example policy's `relay_gap` out of reach. For tests whose clients are
-/// debug-build rustls in this process, on the proxy's own cores: they answer the server's
-/// handshake flight late, which the relay signal cannot tell from distance by its definition
-/// (tests/relay.rs tests the signal itself, with curl).
-pub fn relay_gap_out_of_reach(cfg: &mut Config) {
-    let (from, to) = (
-        "\nversion = \"example-1\"\n",
-        "\nversion = \"example-1\"\nrelay_gap = \"10s\"\n",
-    );
-    assert!(cfg.source_text.contains(from), "the example policy changed");
-    cfg.source_text = cfg.source_text.replacen(from, to, 1);
-}
-
 pub async fn start_proxy(cfg: Config) -> TestProxy {
     let proxy = Proxy::bind(cfg).await.expect("proxy binds");
     let addr = proxy.local_addr();
