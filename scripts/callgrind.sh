@@ -8,6 +8,8 @@
 # (../shared/bench/setup.sh builds it), sends N1 and then N2 requests with h2load from 16
 # connections, and prints (Ir(N2) - Ir(N1)) / (N2 - N1): startup and the 16 handshakes cancel
 # out. Needs valgrind, h2load, and a release build (cargo build --release).
+# CONFIG=FILE runs the proxy with that configuration instead (e.g. the harness's policy.toml,
+# which scripts/bench.sh writes to /tmp/bench-work/portcullis/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,11 +33,12 @@ esac
 "$TOOLS/target/release/bench-upstream" "127.0.0.1:$UP_PORT" > "$WORK/upstream.log" 2>&1 &
 UP=$!
 : > "$WORK/nopolicy.toml"
+CONFIG=${CONFIG:-$WORK/nopolicy.toml}
 
 # Ir of the proxy for $1 requests.
 instructions() {
   valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$1" "$BIN" run \
-    --config "$WORK/nopolicy.toml" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP_PORT" \
+    --config "$CONFIG" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP_PORT" \
     --cert "$TOOLS/certs/server.pem" --key "$TOOLS/certs/server.key" --workers 1 --admin off \
     > "$WORK/proxy.log" 2>&1 &
   local pid=$!

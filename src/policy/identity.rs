@@ -5,9 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use hmac::{Hmac, Mac};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use sha2::Sha256;
 
 use super::Identity;
 
@@ -97,16 +95,11 @@ fn hex_val(c: u8) -> Option<u8> {
 /// The account id of an API key: HMAC-SHA256 keyed with `secret`, first 16 bytes. Without the
 /// secret the id cannot be linked back to a key (nor a key guessed from evidence).
 pub fn account_id(secret: &[u8], api_key: &str) -> AccountId {
-    // HMAC accepts a key of any length (RFC 2104 §2: longer keys are hashed, shorter padded),
-    // so `new_from_slice` cannot fail here; the fallback is never taken.
-    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(secret) {
-        Ok(m) => m,
-        Err(_) => return AccountId([0; 16]),
-    };
-    mac.update(api_key.as_bytes());
-    let tag = mac.finalize().into_bytes();
+    // ring's HMAC (assembly SHA-256; any key length, RFC 2104 §2).
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let tag = ring::hmac::sign(&key, api_key.as_bytes());
     let mut out = [0u8; 16];
-    out.copy_from_slice(&tag[..16]);
+    out.copy_from_slice(tag.as_ref().get(..16).unwrap_or(&[0; 16]));
     AccountId(out)
 }
 

@@ -187,7 +187,18 @@ fn distinct_members_are_stable_hashes() {
             ..facts()
         })
     );
-    // Pinned: the first 8 bytes of SHA-256(203, 0, 113, 0, 24). A fleet shares HLLs across
-    // proxy versions, so this must never change.
-    assert_eq!(a, 0x6e96_4b86_5c77_a648);
+    // Pinned: SipHash-2-4 under the member key of (203, 0, 113, 0, 24). A fleet shares HLLs
+    // across proxy versions, so this must never change.
+    assert_eq!(a, PINNED_SUBNET_MEMBER);
+}
+
+const PINNED_SUBNET_MEMBER: u64 = 0x9afb_150d_b947_e2ba;
+
+#[test]
+fn siphash24_matches_the_reference_vector() {
+    // Aumasson and Bernstein, "SipHash: a fast short-input PRF", Appendix A: key 00..0f,
+    // message 00..0e (15 bytes).
+    let msg: Vec<u8> = (0u8..15).collect();
+    let h = crate::policy::decide::siphash24(0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908, &msg);
+    assert_eq!(h, 0xa129_ca61_49be_45e5);
 }
