@@ -15,7 +15,7 @@
 //! tables. The alternative — linking only through a shared (JA4, subnet) pair — would miss the
 //! reported campaign shape, one residential proxy exit per account. See `docs/investigate.md`.
 //!
-//! The clients view ([`clients`]) groups records by the client they claim (or, without a claim,
+//! The clients view (`clients.rs`) groups records by the client they claim (or, without a claim,
 //! by the User-Agent's product token) and lists the (JA4, header, HTTP/2) fingerprint
 //! combinations of each group with their distinct accounts and subnets; `--clients` prints it
 //! with a `[[policy.clients]]` candidate per group.
