@@ -26,6 +26,7 @@ fn record(ids: &DecisionIds) -> Record {
         ja4_r: None,
         header_fp: None,
         h2_fp: None,
+        ja4h: None,
         user_agent: Some("anthropic-sdk-python/0.40.0 (CPython 3.12)".into()),
         claim: None,
         claim_mismatch: Vec::new(),

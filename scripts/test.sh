@@ -29,7 +29,7 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
 echo "== cargo test --features ja4h (JA4H, FoxIO License, off by default)"
-cargo test --locked --features ja4h --lib ja4h
+cargo test --locked --features ja4h --lib --test ja4h ja4h
 echo "== cargo test --doc"
 cargo test --locked --doc
 echo "== cargo doc"

@@ -29,6 +29,7 @@ fn record(ids: &DecisionIds, n: usize) -> Record {
         ja4_r: None,
         header_fp: None,
         h2_fp: None,
+        ja4h: None,
         // Hostile bytes must survive as data: quotes, newlines, a script tag.
         user_agent: Some(format!("evil \"agent\"\n<script>{n}</script>")),
         claim: None,

@@ -78,6 +78,9 @@ pub struct Record {
     pub header_fp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2_fp: Option<String>,
+    /// JA4H (FoxIO License); only from a build with the `ja4h` feature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ja4h: Option<String>,
     pub user_agent: Option<String>,
     /// The `[[policy.clients]]` name the request claimed (User-Agent or SDK headers).
     #[serde(default, skip_serializing_if = "Option::is_none")]

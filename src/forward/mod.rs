@@ -171,6 +171,13 @@ impl Forwarder {
         {
             out.push((self.names.h2.clone(), v));
         }
+        if let Some(v) = fps
+            .ja4h
+            .as_deref()
+            .and_then(|j| http::HeaderValue::try_from(j).ok())
+        {
+            out.push((HeaderName::from_static(crate::gate::JA4H_HEADER), v));
+        }
     }
 
     /// Rewrites `req` for the upstream and sends it; the response body streams through.

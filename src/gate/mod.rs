@@ -63,7 +63,12 @@ pub enum Pass {
 pub struct RequestFingerprints<'a> {
     pub header: &'a crate::fingerprint::HeaderFp,
     pub h2: Option<&'a crate::fingerprint::H2Fingerprint>,
+    /// JA4H (FoxIO License): computed only when built with the `ja4h` feature.
+    pub ja4h: Option<String>,
 }
+
+/// The upstream header that carries JA4H (`ja4h` feature only).
+pub const JA4H_HEADER: &str = "x-portcullis-ja4h";
 
 /// The flag header sent to the upstream, naming the rules that matched.
 pub const FLAG_HEADER: &str = "x-portcullis-flags";
@@ -539,6 +544,7 @@ impl Gate {
             ja4_r: tls.and_then(|t| text(&t.ja4_r)),
             header_fp: Some(fps.header.id.clone()),
             h2_fp: fps.h2.map(|h| h.akamai.clone()),
+            ja4h: fps.ja4h.clone(),
             user_agent: facts.user_agent.map(str::to_string),
             claim: facts.claim.map(|c| policy.client_name(&c).to_string()),
             claim_mismatch: facts

@@ -206,6 +206,7 @@ fn make(rng: &mut Rng, pop: usize, t: SystemTime, id: u64, scale: u64) -> Record
         // The SDK's stack; populations that are not the SDK replace what differs.
         header_fp: Some(SDK_HEADER_FP.into()),
         h2_fp: Some(SDK_H2.into()),
+        ja4h: None,
         user_agent: Some(SDK_UA.into()),
         claim: Some(SDK_CLAIM.into()),
         claim_mismatch: Vec::new(),

@@ -180,6 +180,21 @@ impl LastHeaderFp {
     }
 }
 
+/// JA4H of the request, with the FoxIO-licensed `ja4h` feature; `None` without it.
+#[cfg(feature = "ja4h")]
+fn ja4h_of<B>(req: &hyper::Request<B>) -> Option<String> {
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()));
+    Some(crate::fingerprint::ja4h(req.method().as_str(), req.version(), headers).ja4h)
+}
+
+#[cfg(not(feature = "ja4h"))]
+fn ja4h_of<B>(_req: &hyper::Request<B>) -> Option<String> {
+    None
+}
+
 /// Serves one TLS connection to its end.
 pub async fn serve_tls(
     shared: Arc<Shared>,
@@ -412,6 +427,7 @@ impl Shared {
         let fps = RequestFingerprints {
             header: &header_fp,
             h2: info.h2.get(),
+            ja4h: ja4h_of(&req),
         };
         let pass = self.gate.check(&req, info, &fps).await;
         self.stats.gate_seconds.record(started.elapsed());
