@@ -353,17 +353,8 @@ fn limit(r: &RawRule, key: &[KeyPart], ctx: &mut Ctx) -> Option<Limit> {
             (out.len() == list.value.len()).then_some(Limit::Rate(out))
         }
         "concurrency" => {
-            not_for(ctx, &r.rate, "rate", k, "limit = \"rate\"");
-            not_for(ctx, &r.burst, "burst", k, "limit = \"rate\"");
-            not_for(ctx, &r.count, "count", k, "limit = \"distinct\"");
-            not_for(ctx, &r.window, "window", k, "limit = \"distinct\"");
-            not_for(
-                ctx,
-                &r.hide_headers,
-                "hide_headers",
-                k,
-                "limit = \"rate\", the only kind with RateLimit headers",
-            );
+            not_rate(ctx, r, k);
+            not_distinct(ctx, r, k);
             if r.max.is_none() {
                 missing(
                     ctx,
@@ -375,23 +366,14 @@ fn limit(r: &RawRule, key: &[KeyPart], ctx: &mut Ctx) -> Option<Limit> {
             Some(Limit::Concurrency { max: max? })
         }
         "match" => {
-            not_for(ctx, &r.rate, "rate", k, "limit = \"rate\"");
-            not_for(ctx, &r.burst, "burst", k, "limit = \"rate\"");
+            not_rate(ctx, r, k);
+            not_distinct(ctx, r, k);
             not_for(
                 ctx,
                 &r.max,
                 "max",
                 k,
                 "limit = \"concurrency\" or \"distinct\"",
-            );
-            not_for(ctx, &r.count, "count", k, "limit = \"distinct\"");
-            not_for(ctx, &r.window, "window", k, "limit = \"distinct\"");
-            not_for(
-                ctx,
-                &r.hide_headers,
-                "hide_headers",
-                k,
-                "limit = \"rate\", the only kind with RateLimit headers",
             );
             not_for(
                 ctx,
@@ -403,15 +385,7 @@ fn limit(r: &RawRule, key: &[KeyPart], ctx: &mut Ctx) -> Option<Limit> {
             Some(Limit::Match)
         }
         _ => {
-            not_for(ctx, &r.rate, "rate", k, "limit = \"rate\"");
-            not_for(ctx, &r.burst, "burst", k, "limit = \"rate\"");
-            not_for(
-                ctx,
-                &r.hide_headers,
-                "hide_headers",
-                k,
-                "limit = \"rate\", the only kind with RateLimit headers",
-            );
+            not_rate(ctx, r, k);
             if r.count.is_none() {
                 missing(
                     ctx,
@@ -447,6 +421,20 @@ fn limit(r: &RawRule, key: &[KeyPart], ctx: &mut Ctx) -> Option<Limit> {
             })
         }
     }
+}
+
+/// Fields only a rate rule has, reported on a rule of kind `k`.
+fn not_rate(ctx: &mut Ctx, r: &RawRule, k: &str) {
+    not_for(ctx, &r.rate, "rate", k, "limit = \"rate\"");
+    not_for(ctx, &r.burst, "burst", k, "limit = \"rate\"");
+    let hint = "limit = \"rate\", the only kind with RateLimit headers";
+    not_for(ctx, &r.hide_headers, "hide_headers", k, hint);
+}
+
+/// Fields only a distinct-count rule has, reported on a rule of kind `k`.
+fn not_distinct(ctx: &mut Ctx, r: &RawRule, k: &str) {
+    not_for(ctx, &r.count, "count", k, "limit = \"distinct\"");
+    not_for(ctx, &r.window, "window", k, "limit = \"distinct\"");
 }
 
 fn action(r: &RawRule, ctx: &mut Ctx) -> Option<Action> {
