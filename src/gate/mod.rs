@@ -25,6 +25,43 @@ use crate::server::info::{micros, ConnInfo};
 pub struct ActivePolicy {
     pub policy: Policy,
     pub secret: Secret,
+    /// Per `[[policy.clients]]` entry, in order: what each claimed request needs, built once.
+    clients: Vec<ClientSignals>,
+}
+
+/// A known client's upstream header value and claim counters.
+struct ClientSignals {
+    name: HeaderValue,
+    matched: metrics::Counter,
+    mismatched: metrics::Counter,
+}
+
+impl ActivePolicy {
+    pub fn new(policy: Policy, secret: Secret) -> Self {
+        let clients = policy
+            .clients()
+            .iter()
+            .map(|c| {
+                // Labels from the policy file (bounded), never from traffic.
+                let counter = |result: &'static str| {
+                    metrics::counter!("portcullis_claims_total",
+                        "client" => c.name().to_string(), "result" => result)
+                };
+                ClientSignals {
+                    // Client names are [a-z0-9_-] (validated): always a header value.
+                    name: HeaderValue::try_from(c.name())
+                        .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+                    matched: counter("match"),
+                    mismatched: counter("mismatch"),
+                }
+            })
+            .collect();
+        Self {
+            policy,
+            secret,
+            clients,
+        }
+    }
 }
 
 /// The keyed-hash secret for account ids. Never printed.
@@ -178,15 +215,8 @@ impl Gate {
         };
         if !policy.clients().is_empty() {
             facts.claim = policy.claim(&facts, &|name| headers.contains_key(name));
-            if let Some(c) = &facts.claim {
-                // Labels from the policy file (bounded), never from traffic.
-                let result = if c.is_mismatch() { "mismatch" } else { "match" };
-                metrics::counter!("portcullis_claims_total",
-                    "client" => policy.client_name(c).to_string(), "result" => result)
-                .increment(1);
-            }
         }
-        let signals = signal_headers(policy, &facts);
+        let signals = signal_headers(&active, &facts);
         let plan = match policy.plan(&facts) {
             Ok(plan) => plan,
             Err(Early::Allow) => {
@@ -456,20 +486,27 @@ fn forward_with(upstream_headers: Vec<(HeaderName, HeaderValue)>) -> Pass {
 
 /// The claimed client, the layers that contradict it, and the relay verdict, for the
 /// upstream (only what the policy could tell: no clients, no claim headers).
-fn signal_headers(policy: &Policy, f: &RequestFacts<'_>) -> Vec<(HeaderName, HeaderValue)> {
+/// Also counts the claim.
+fn signal_headers(active: &ActivePolicy, f: &RequestFacts<'_>) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
-    if let Some(c) = &f.claim {
-        push(&mut out, CLAIM_HEADER, policy.client_name(c));
+    if let Some((c, s)) = f
+        .claim
+        .and_then(|c| Some((c, active.clients.get(c.client)?)))
+    {
+        out.push((HeaderName::from_static(CLAIM_HEADER), s.name.clone()));
         if c.is_mismatch() {
+            s.mismatched.increment(1);
             push(&mut out, CLAIM_MISMATCH_HEADER, &c.mismatch.join());
+        } else {
+            s.matched.increment(1);
         }
     }
     if let Some(relay) = f.relay {
-        push(
-            &mut out,
-            RELAY_HEADER,
-            if relay { "relay" } else { "direct" },
-        );
+        let v = if relay { "relay" } else { "direct" };
+        out.push((
+            HeaderName::from_static(RELAY_HEADER),
+            HeaderValue::from_static(v),
+        ));
     }
     out
 }

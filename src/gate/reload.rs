@@ -96,7 +96,7 @@ fn resolve_secret(cfg: &Config, policy: &crate::policy::Policy) -> Result<Secret
 pub fn load_active(cfg: &Config) -> Result<ActivePolicy, Vec<String>> {
     let policy = load_policy(cfg)?;
     let secret = resolve_secret(cfg, &policy)?;
-    Ok(ActivePolicy { policy, secret })
+    Ok(ActivePolicy::new(policy, secret))
 }
 
 /// Re-reads `config_path` and swaps the policy in on success.

@@ -112,16 +112,15 @@ impl Policy {
     /// The first known client the request claims (by `f.user_agent` or by the headers
     /// `has_header` finds), compared on every layer it has a set for. `None`: no claim.
     pub fn claim(&self, f: &RequestFacts<'_>, has_header: &dyn Fn(&str) -> bool) -> Option<Claim> {
-        self.clients
+        let (client, c) = self
+            .clients
             .iter()
-            .position(|c| c.claimed_by(f.user_agent, has_header))
-            .and_then(|i| {
-                let client = self.clients.get(i)?;
-                Some(Claim {
-                    client: i,
-                    mismatch: client.compare(f),
-                })
-            })
+            .enumerate()
+            .find(|(_, c)| c.claimed_by(f.user_agent, has_header))?;
+        Some(Claim {
+            client,
+            mismatch: c.compare(f),
+        })
     }
 
     /// The name of the client a claim names.

@@ -154,9 +154,7 @@ fn measure_rtt(io: &ConnIo<TcpStream>) -> Option<super::info::Rtt> {
         .map_or(user, |arrived| {
             user.min(arrived.saturating_duration_since(first_write))
         });
-    let rtt = super::info::Rtt::new(times.rtt, tls);
-    metrics::histogram!("portcullis_relay_gap_seconds").record(rtt.gap());
-    Some(rtt)
+    Some(super::info::Rtt::new(times.rtt, tls))
 }
 
 /// The last header fingerprint seen on a connection. A client sends the same header layout
@@ -263,6 +261,9 @@ pub async fn serve_tls(
         // balancer the TCP peer is the balancer, so nothing is measured.
         if !shared.is_trusted_proxy(tcp_peer) {
             tls_info.rtt = measure_rtt(tls.get_ref().0);
+            if let Some(r) = &tls_info.rtt {
+                shared.stats.relay_gap_seconds.record(r.gap());
+            }
         }
     }
     let h2 = tls_info.alpn.as_deref() == Some("h2");

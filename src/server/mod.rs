@@ -76,6 +76,8 @@ struct Stats {
     gate_seconds: metrics::Histogram,
     /// Time from sending upstream to the upstream's response head.
     upstream_seconds: metrics::Histogram,
+    /// Per measured TLS connection: TLS round trip minus TCP round trip.
+    relay_gap_seconds: metrics::Histogram,
 }
 
 impl Stats {
@@ -84,6 +86,7 @@ impl Stats {
             requests: metrics::counter!("portcullis_requests_total"),
             gate_seconds: metrics::histogram!("portcullis_gate_duration_seconds"),
             upstream_seconds: metrics::histogram!("portcullis_upstream_duration_seconds"),
+            relay_gap_seconds: metrics::histogram!("portcullis_relay_gap_seconds"),
         }
     }
 }
