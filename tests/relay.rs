@@ -159,11 +159,7 @@ async fn a_relay_adding_50ms_is_detected_and_a_direct_client_is_not() {
     proxy.stop().await;
 
     // Evidence: the two relayed requests, with both round trips.
-    let text = std::fs::read_to_string(dir.path().join("evidence.jsonl")).expect("evidence");
-    let recs: Vec<portcullis::evidence::Record> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("record"))
-        .collect();
+    let (recs, text) = read_evidence(dir.path());
     assert_eq!(recs.len(), 2, "{text}");
     let r = &recs[0];
     assert_eq!(r.relay, Some(true));

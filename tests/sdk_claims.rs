@@ -189,11 +189,7 @@ async fn the_sdk_passes_and_header_copies_on_other_tls_stacks_are_flagged() {
     proxy.stop().await;
 
     // Evidence: the three copies, with the claim and the contradicting layers; the SDK never.
-    let text = std::fs::read_to_string(dir.path().join("evidence.jsonl")).expect("evidence");
-    let recs: Vec<portcullis::evidence::Record> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("record"))
-        .collect();
+    let (recs, text) = read_evidence(dir.path());
     assert_eq!(recs.len(), 3, "{text}");
     let mismatches: Vec<Vec<String>> = recs.iter().map(|r| r.claim_mismatch.clone()).collect();
     assert_eq!(

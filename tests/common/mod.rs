@@ -214,6 +214,16 @@ where
     false
 }
 
+/// The records of an evidence file (`dir/evidence.jsonl`), and its text for failure messages.
+pub fn read_evidence(dir: &std::path::Path) -> (Vec<portcullis::evidence::Record>, String) {
+    let text = std::fs::read_to_string(dir.join("evidence.jsonl")).expect("evidence file");
+    let recs = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("evidence record"))
+        .collect();
+    (recs, text)
+}
+
 /// Parses the mock upstream's /v1/echo JSON body.
 pub fn echo_headers(body: &str) -> serde_json::Map<String, serde_json::Value> {
     let v: serde_json::Value = serde_json::from_str(body).expect("echo json");
