@@ -10,11 +10,10 @@ pub mod upstream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderName, HOST};
+use http::header::{HeaderName, EXPECT, HOST};
 use http::uri::Scheme;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
@@ -23,7 +22,7 @@ use crate::server::info::ConnInfo;
 use body::ProxyBody;
 use error::ProxyError;
 use http_body_util::BodyExt;
-use upstream::Upstream;
+use upstream::{Upstream, UpstreamSettings, UpstreamTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardSetupError {
@@ -98,33 +97,41 @@ impl Forwarder {
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| ForwardSetupError::Url(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(cfg.timeouts.upstream_connect));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let tls = if scheme == Scheme::HTTPS {
+            let name = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let name = rustls_pki_types::ServerName::try_from(name)
+                .map_err(|e| ForwardSetupError::Url(format!("upstream host: {e}")))?;
+            Some(UpstreamTls {
+                connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+                name,
+            })
+        } else {
+            None
+        };
         let target = Uri::builder()
             .scheme(scheme)
             .authority(authority)
             .path_and_query("/")
             .build()
             .map_err(|e| ForwardSetupError::Url(e.to_string()))?;
-        let upstream = Upstream::new(
-            connector,
+        let upstream = Upstream::new(UpstreamSettings {
             target,
-            cfg.upstream.pool_max_idle,
-            cfg.upstream.pool_idle_timeout,
-        )
+            tls,
+            connect_timeout: cfg.timeouts.upstream_connect,
+            max_idle: cfg.upstream.pool_max_idle,
+            idle_timeout: cfg.upstream.pool_idle_timeout,
+        })
         .ok_or_else(|| ForwardSetupError::Url("no host".into()))?;
 
         let h = &cfg.headers;
@@ -188,20 +195,14 @@ impl Forwarder {
         info: &ConnInfo,
         extra: Vec<(HeaderName, http::HeaderValue)>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        // Origin form (RFC 9112 §3.2.1): the upstream's host goes in `Host` (set by the pool).
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::from(path_and_query);
-        // The upstream hop is HTTP/1.1 whatever the client spoke; the client sets Host.
-        *req.version_mut() = Version::HTTP_11;
-
+        // The upstream hop is HTTP/1.1 in origin form whatever the client spoke, with the
+        // upstream's own Host (src/forward/upstream).
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h);
         headers::strip_reserved(h, &self.names.all);
         h.remove(HOST);
+        // hyper's server side already answered `Expect: 100-continue` by reading the body.
+        h.remove(EXPECT);
         headers::set_forwarded(h, info.peer_ip_header.clone(), info.tls.is_some());
         if let Some(t) = &info.tls {
             h.insert(self.names.ja3.clone(), t.ja3.clone());
