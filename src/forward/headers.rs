@@ -2,11 +2,12 @@
 //!
 //! RFC 9110 §7.6.1: a proxy removes the `Connection` header, every header it names, and the
 //! hop-by-hop fields (`Keep-Alive`, `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`,
-//! `Proxy-Authorization`, `Proxy-Authenticate`) before forwarding. portcullis also removes any
-//! client copy of its own fingerprint headers so an attacker cannot claim a fingerprint, and
-//! replaces `X-Forwarded-For` (at the edge, a client-supplied chain is not evidence).
+//! `Proxy-Authorization`, `Proxy-Authenticate`) before forwarding. Client copies of
+//! portcullis' own headers (the fingerprints, `X-Forwarded-For`: at the edge, a client-supplied
+//! chain is not evidence) are left out as the upstream head is written
+//! (`Forwarder::forward`, `upstream::HeadEdits`).
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
@@ -20,9 +21,6 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 /// Prefix reserved for headers portcullis itself adds for the upstream.
 pub const RESERVED_PREFIX: &str = "x-portcullis-";
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || name == header::PROXY_AUTHENTICATE
@@ -51,30 +49,10 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove(header::PROXY_AUTHENTICATE);
 }
 
-/// Removes every header whose name is in `names` or starts with [`RESERVED_PREFIX`].
-pub fn strip_reserved(h: &mut HeaderMap, names: &[HeaderName]) {
-    let reserved: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with(RESERVED_PREFIX) || names.contains(k))
-        .cloned()
-        .collect();
-    for n in reserved {
-        h.remove(n);
-    }
-}
-
-/// Sets `X-Forwarded-For` to the client address and `X-Forwarded-Proto` to the scheme.
-pub fn set_forwarded(h: &mut HeaderMap, client_ip: HeaderValue, https: bool) {
-    h.insert(X_FORWARDED_FOR, client_ip);
-    h.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if https { "https" } else { "http" }),
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn connection_named_headers_go() {
@@ -105,24 +83,5 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
-    }
-
-    #[test]
-    fn reserved_and_configured_names_go() {
-        let mut h = HeaderMap::new();
-        h.insert("x-portcullis-ja4", HeaderValue::from_static("forged"));
-        h.insert("x-fp", HeaderValue::from_static("forged"));
-        h.insert("x-other", HeaderValue::from_static("1"));
-        strip_reserved(&mut h, &[HeaderName::from_static("x-fp")]);
-        assert_eq!(h.len(), 1);
-    }
-
-    #[test]
-    fn forwarded_for_is_replaced_not_appended() {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
-        set_forwarded(&mut h, HeaderValue::from_static("192.0.2.1"), true);
-        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
-        assert_eq!(h["x-forwarded-proto"], "https");
     }
 }

@@ -10,7 +10,7 @@ pub mod upstream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderName, EXPECT, HOST};
+use http::header::{HeaderName, HeaderValue, EXPECT};
 use http::uri::Scheme;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -22,7 +22,8 @@ use crate::server::info::ConnInfo;
 use body::ProxyBody;
 use error::ProxyError;
 use http_body_util::BodyExt;
-use upstream::{Upstream, UpstreamSettings, UpstreamTls};
+use smallvec::SmallVec;
+use upstream::{HeadEdits, Upstream, UpstreamSettings, UpstreamTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardSetupError {
@@ -43,7 +44,25 @@ struct Names {
     h2: HeaderName,
     tcp_rtt: HeaderName,
     tls_rtt: HeaderName,
-    all: Vec<HeaderName>,
+    /// Configured names outside [`headers::RESERVED_PREFIX`] (none by default).
+    unprefixed: Vec<HeaderName>,
+    forwarded_for: HeaderName,
+    forwarded_proto: HeaderName,
+    https: HeaderValue,
+    http: HeaderValue,
+}
+
+impl Names {
+    /// A client header the upstream never gets from the client: the ones the proxy sets
+    /// (`X-Forwarded-*`, every fingerprint header) and `Expect`, which hyper's server side
+    /// already answered by reading the body.
+    fn is_reserved(&self, name: &HeaderName) -> bool {
+        name == EXPECT
+            || name == self.forwarded_for
+            || name == self.forwarded_proto
+            || name.as_str().starts_with(headers::RESERVED_PREFIX)
+            || self.unprefixed.contains(name)
+    }
 }
 
 /// The upstream client and everything needed to rewrite a request for it.
@@ -135,7 +154,7 @@ impl Forwarder {
         .ok_or_else(|| ForwardSetupError::Url("no host".into()))?;
 
         let h = &cfg.headers;
-        let names = Names {
+        let mut names = Names {
             ja3: header_name(&h.ja3)?,
             ja3_hash: header_name(&h.ja3_hash)?,
             ja4: header_name(&h.ja4)?,
@@ -144,21 +163,29 @@ impl Forwarder {
             h2: header_name(&h.h2)?,
             tcp_rtt: header_name(&h.tcp_rtt)?,
             tls_rtt: header_name(&h.tls_rtt)?,
-            all: Vec::new(),
+            unprefixed: Vec::new(),
+            forwarded_for: HeaderName::from_static("x-forwarded-for"),
+            forwarded_proto: HeaderName::from_static("x-forwarded-proto"),
+            https: HeaderValue::from_static("https"),
+            http: HeaderValue::from_static("http"),
         };
-        let all = vec![
-            names.ja3.clone(),
-            names.ja3_hash.clone(),
-            names.ja4.clone(),
-            names.ja4_r.clone(),
-            names.header_fp.clone(),
-            names.h2.clone(),
-            names.tcp_rtt.clone(),
-            names.tls_rtt.clone(),
-        ];
+        names.unprefixed = [
+            &names.ja3,
+            &names.ja3_hash,
+            &names.ja4,
+            &names.ja4_r,
+            &names.header_fp,
+            &names.h2,
+            &names.tcp_rtt,
+            &names.tls_rtt,
+        ]
+        .into_iter()
+        .filter(|n| !n.as_str().starts_with(headers::RESERVED_PREFIX))
+        .cloned()
+        .collect();
         Ok(Self {
             upstream,
-            names: Arc::new(Names { all, ..names }),
+            names: Arc::new(names),
             response_timeout: cfg.timeouts.upstream_response,
         })
     }
@@ -187,8 +214,9 @@ impl Forwarder {
         }
     }
 
-    /// Rewrites `req` for the upstream and sends it; the response body streams through.
-    /// `extra` headers (e.g. the gate's flags) are added after client copies are stripped.
+    /// Sends `req` upstream with its headers rewritten and returns the response, whose body
+    /// streams through. `extra` headers (e.g. the gate's flags) are added after client copies
+    /// of every reserved header are left out.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
@@ -196,30 +224,39 @@ impl Forwarder {
         extra: Vec<(HeaderName, http::HeaderValue)>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // The upstream hop is HTTP/1.1 in origin form whatever the client spoke, with the
-        // upstream's own Host (src/forward/upstream).
-        let h = req.headers_mut();
-        headers::strip_hop_by_hop(h);
-        headers::strip_reserved(h, &self.names.all);
-        h.remove(HOST);
-        // hyper's server side already answered `Expect: 100-continue` by reading the body.
-        h.remove(EXPECT);
-        headers::set_forwarded(h, info.peer_ip_header.clone(), info.tls.is_some());
+        // upstream's own Host (src/forward/upstream). Hop-by-hop headers go first (rarely
+        // any); the rest of the rewriting happens as the head is written.
+        headers::strip_hop_by_hop(req.headers_mut());
+        let n = &*self.names;
+        let proto = if info.tls.is_some() {
+            &n.https
+        } else {
+            &n.http
+        };
+        let mut add: SmallVec<[(&HeaderName, &HeaderValue); 16]> = SmallVec::new();
+        add.push((&n.forwarded_for, &info.peer_ip_header));
+        add.push((&n.forwarded_proto, proto));
         if let Some(t) = &info.tls {
-            h.insert(self.names.ja3.clone(), t.ja3.clone());
-            h.insert(self.names.ja3_hash.clone(), t.ja3_hash.clone());
-            h.insert(self.names.ja4.clone(), t.ja4.clone());
-            h.insert(self.names.ja4_r.clone(), t.ja4_r.clone());
+            add.extend([
+                (&n.ja3, &t.ja3),
+                (&n.ja3_hash, &t.ja3_hash),
+                (&n.ja4, &t.ja4),
+                (&n.ja4_r, &t.ja4_r),
+            ]);
             if let Some(r) = &t.rtt {
-                h.insert(self.names.tcp_rtt.clone(), r.tcp_header.clone());
-                h.insert(self.names.tls_rtt.clone(), r.tls_header.clone());
+                add.push((&n.tcp_rtt, &r.tcp_header));
+                add.push((&n.tls_rtt, &r.tls_header));
             }
         }
-        for (k, v) in extra {
-            h.insert(k, v);
-        }
+        add.extend(extra.iter().map(|(k, v)| (k, v)));
+        let drop = |name: &HeaderName| n.is_reserved(name);
+        let edits = HeadEdits {
+            add: &add,
+            drop: &drop,
+        };
 
-        let resp = match tokio::time::timeout(self.response_timeout, self.upstream.send(req)).await
-        {
+        let send = self.upstream.send(req, &edits);
+        let resp = match tokio::time::timeout(self.response_timeout, send).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(r)) => r,

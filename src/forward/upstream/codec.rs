@@ -38,14 +38,24 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Writes the request head: request line in origin form, `Host` first, the headers as given
-/// (any `Host` among them skipped), the framing header, the blank line.
+/// Headers the proxy changes on the way upstream, applied while the head is written, so the
+/// client's `HeaderMap` is never edited (each insert or removal there hashes and may grow it).
+pub struct HeadEdits<'a> {
+    /// Written after the client's headers.
+    pub add: &'a [(&'a HeaderName, &'a HeaderValue)],
+    /// Client headers left out.
+    pub drop: &'a (dyn Fn(&HeaderName) -> bool + Sync),
+}
+
+/// Writes the request head: request line in origin form, `Host` first, the client's headers
+/// less `Host` and those `edits` drop, the added ones, the framing header, the blank line.
 pub fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
     host: &HeaderValue,
     headers: &HeaderMap,
+    edits: &HeadEdits<'_>,
     framing: RequestFraming,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -54,27 +64,38 @@ pub fn encode_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut has_length = false;
     for (name, value) in headers {
-        if name == header::HOST {
+        if name == header::HOST || (edits.drop)(name) {
             continue;
         }
-        if framing == RequestFraming::Chunked && name == header::CONTENT_LENGTH {
-            continue;
+        if name == header::CONTENT_LENGTH {
+            if framing == RequestFraming::Chunked {
+                continue;
+            }
+            has_length = true;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, name, value);
+    }
+    for (name, value) in edits.add {
+        put_header(out, name, value);
     }
     match framing {
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        RequestFraming::Length(n) if !headers.contains_key(header::CONTENT_LENGTH) => {
+        RequestFraming::Length(n) if !has_length => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(n.to_string().as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         _ => {}
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn put_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 

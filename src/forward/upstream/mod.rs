@@ -45,6 +45,7 @@ use tracing::{debug, trace};
 
 use super::error::ProxyError;
 pub use body::UpstreamBody;
+pub use codec::HeadEdits;
 use codec::{Parsed, RequestFraming, ResponseFraming};
 use stream::Stream;
 
@@ -158,9 +159,13 @@ impl Upstream {
         })
     }
 
-    /// Sends `req` (its headers already rewritten for the upstream; `Host` is set here) and
+    /// Sends `req` with `edits` applied to its headers (`Host` is set here) and
     /// returns the response as soon as its head has arrived; the body streams from the socket.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<UpstreamBody>, ProxyError> {
+    pub async fn send(
+        &self,
+        req: Request<Incoming>,
+        edits: &HeadEdits<'_>,
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         let (parts, mut body) = req.into_parts();
         let framing = if body.is_end_stream() {
             RequestFraming::None
@@ -187,6 +192,7 @@ impl Upstream {
                 target,
                 &self.inner.host,
                 &parts.headers,
+                edits,
                 framing,
             );
             match conn.exchange(&mut body, framing, head_request).await {

@@ -12,6 +12,11 @@ fn final_head(text: &str) -> (ResponseHead, usize) {
     }
 }
 
+const NO_EDITS: HeadEdits<'static> = HeadEdits {
+    add: &[],
+    drop: &|_| false,
+};
+
 #[test]
 fn request_head_is_origin_form_with_host_first() {
     let mut h = HeaderMap::new();
@@ -26,11 +31,41 @@ fn request_head_is_origin_form_with_host_first() {
         "/v1/x?y=1",
         &host,
         &h,
+        &NO_EDITS,
         RequestFraming::None,
     );
     assert_eq!(
         String::from_utf8(out).expect("utf8"),
         "GET /v1/x?y=1 HTTP/1.1\r\nhost: up:8080\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+    );
+}
+
+#[test]
+fn edits_drop_client_headers_and_add_the_proxys() {
+    let mut h = HeaderMap::new();
+    h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+    h.insert("accept", HeaderValue::from_static("*/*"));
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let ip = HeaderValue::from_static("192.0.2.1");
+    let drop = |n: &HeaderName| n == "x-forwarded-for";
+    let edits = HeadEdits {
+        add: &[(&xff, &ip)],
+        drop: &drop,
+    };
+    let mut out = Vec::new();
+    let host = HeaderValue::from_static("up");
+    encode_head(
+        &mut out,
+        &Method::GET,
+        "/",
+        &host,
+        &h,
+        &edits,
+        RequestFraming::None,
+    );
+    assert_eq!(
+        String::from_utf8(out).expect("utf8"),
+        "GET / HTTP/1.1\r\nhost: up\r\naccept: */*\r\nx-forwarded-for: 192.0.2.1\r\n\r\n"
     );
 }
 
@@ -46,6 +81,7 @@ fn request_framing_headers() {
         "/",
         &host,
         &h,
+        &NO_EDITS,
         RequestFraming::Chunked,
     );
     let text = String::from_utf8(out).expect("utf8");
@@ -59,6 +95,7 @@ fn request_framing_headers() {
         "/",
         &host,
         &HeaderMap::new(),
+        &NO_EDITS,
         RequestFraming::Length(7),
     );
     assert!(String::from_utf8(out)
@@ -72,6 +109,7 @@ fn request_framing_headers() {
         "/",
         &host,
         &h,
+        &NO_EDITS,
         RequestFraming::Length(5),
     );
     let text = String::from_utf8(out).expect("utf8");
