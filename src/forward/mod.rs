@@ -190,26 +190,20 @@ impl Forwarder {
         })
     }
 
-    /// Adds the request's HTTP-layer fingerprints to the headers sent upstream.
+    /// Adds the request's HTTP-layer fingerprints (their header values, built once per
+    /// connection or per header layout) to the headers sent upstream.
     pub fn fingerprint_headers(
         &self,
-        out: &mut Vec<(HeaderName, http::HeaderValue)>,
-        fps: &crate::gate::RequestFingerprints<'_>,
+        out: &mut Vec<(HeaderName, HeaderValue)>,
+        header_fp: HeaderValue,
+        h2: Option<HeaderValue>,
+        ja4h: Option<&str>,
     ) {
-        if let Ok(v) = http::HeaderValue::try_from(fps.header.id.as_str()) {
-            out.push((self.names.header_fp.clone(), v));
-        }
-        if let Some(v) = fps
-            .h2
-            .and_then(|h| http::HeaderValue::try_from(h.akamai.as_str()).ok())
-        {
+        out.push((self.names.header_fp.clone(), header_fp));
+        if let Some(v) = h2 {
             out.push((self.names.h2.clone(), v));
         }
-        if let Some(v) = fps
-            .ja4h
-            .as_deref()
-            .and_then(|j| http::HeaderValue::try_from(j).ok())
-        {
+        if let Some(v) = ja4h.and_then(|j| HeaderValue::try_from(j).ok()) {
             out.push((HeaderName::from_static(crate::gate::JA4H_HEADER), v));
         }
     }
@@ -255,7 +249,8 @@ impl Forwarder {
             drop: &drop,
         };
 
-        let send = self.upstream.send(req, &edits);
+        // Pinned where it stands: `timeout` then holds a pointer, not a copy of the future.
+        let send = std::pin::pin!(self.upstream.send(req, &edits));
         let resp = match tokio::time::timeout(self.response_timeout, send).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout),
             Ok(Err(e)) => return Err(e),
