@@ -10,6 +10,8 @@
 # out. Needs valgrind, h2load, and a release build (cargo build --release).
 # CONFIG=FILE runs the proxy with that configuration instead (e.g. the harness's policy.toml,
 # which scripts/bench.sh writes to /tmp/bench-work/portcullis/).
+# WHO=nginx measures the harness's nginx contender the same way instead (its conf/nginx.conf,
+# one worker, master process off), for a like-for-like instruction count.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -35,12 +37,26 @@ UP=$!
 : > "$WORK/nopolicy.toml"
 CONFIG=${CONFIG:-$WORK/nopolicy.toml}
 
+WHO=${WHO:-portcullis}
+if [[ $WHO == nginx ]]; then
+  mkdir -p "$WORK/nginx"
+  sed -e "s#@RUN@#$WORK#g; s#@PORT@#$PORT#g; s#@CERT@#$TOOLS/certs/server.pem#g" \
+    -e "s#@KEY@#$TOOLS/certs/server.key#g; s#@UPSTREAM@#127.0.0.1:$UP_PORT#g" \
+    -e 's/^master_process on;/master_process off;/' \
+    "${BENCH_DIR:-../shared/bench}/conf/nginx.conf" > "$WORK/nginx.conf"
+fi
+
 # Ir of the proxy for $1 requests.
 instructions() {
-  valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$1" "$BIN" run \
-    --config "$CONFIG" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP_PORT" \
-    --cert "$TOOLS/certs/server.pem" --key "$TOOLS/certs/server.key" --workers 1 --admin off \
-    > "$WORK/proxy.log" 2>&1 &
+  if [[ $WHO == nginx ]]; then
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$1" \
+      nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" > "$WORK/proxy.log" 2>&1 &
+  else
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$1" "$BIN" run \
+      --config "$CONFIG" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP_PORT" \
+      --cert "$TOOLS/certs/server.pem" --key "$TOOLS/certs/server.key" --workers 1 --admin off \
+      > "$WORK/proxy.log" 2>&1 &
+  fi
   local pid=$!
   for _ in $(seq 100); do
     ss -ltn | grep -q ":$PORT " && break
@@ -54,4 +70,4 @@ instructions() {
 
 A=$(instructions "$N1")
 B=$(instructions "$N2")
-echo "$MODE: $(((B - A) / (N2 - N1))) instructions per request ($N1: $A, $N2: $B)"
+echo "$WHO $MODE: $(((B - A) / (N2 - N1))) instructions per request ($N1: $A, $N2: $B)"

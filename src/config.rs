@@ -301,7 +301,7 @@ pub struct Timeouts {
     /// A connection with no request in flight and no bytes moving for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle: Duration,
-    /// TCP connect to the upstream.
+    /// TCP connect to the upstream, and again the TLS handshake with an https upstream.
     #[serde(with = "humantime_serde")]
     pub upstream_connect: Duration,
     /// From sending the request upstream until the response head arrives.

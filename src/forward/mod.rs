@@ -1,6 +1,7 @@
-//! Forwarding to the model API: a pooled hyper client (HTTP or HTTPS upstream), header
-//! rewriting, and bodies streamed both ways — a server-sent-events response reaches the client
-//! event by event because frames are passed on as they arrive, never collected.
+//! Forwarding to the model API: our own pooled HTTP/1.1 client (HTTP or HTTPS upstream,
+//! [`upstream`]), header rewriting, and bodies streamed both ways — a server-sent-events
+//! response reaches the client event by event because data is passed on as it arrives, never
+//! collected.
 
 pub mod body;
 pub mod error;
