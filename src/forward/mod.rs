@@ -14,7 +14,6 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue, EXPECT};
 use http::uri::Scheme;
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
@@ -212,12 +211,16 @@ impl Forwarder {
     /// Sends `req` upstream with its headers rewritten and returns the response, whose body
     /// streams through. `extra` headers (e.g. the gate's flags) are added after client copies
     /// of every reserved header are left out.
-    pub async fn forward(
+    pub async fn forward<B>(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         info: &ConnInfo,
         extra: Vec<(HeaderName, http::HeaderValue)>,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+    ) -> Result<Response<ProxyBody>, ProxyError>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin,
+        B::Error: std::fmt::Display,
+    {
         // The upstream hop is HTTP/1.1 in origin form whatever the client spoke, with the
         // upstream's own Host (src/forward/upstream). Hop-by-hop headers go first (rarely
         // any); the rest of the rewriting happens as the head is written.

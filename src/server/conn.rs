@@ -123,10 +123,10 @@ async fn answer_plain_http(stream: &mut TcpStream) {
 
 /// Counts requests in flight on one connection; the idle check closes only connections with none.
 #[derive(Debug)]
-struct InFlight(Arc<AtomicUsize>);
+pub(super) struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {
-    fn enter(counter: &Arc<AtomicUsize>) -> Self {
+    pub(super) fn enter(counter: &Arc<AtomicUsize>) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
         Self(counter.clone())
     }
@@ -163,7 +163,7 @@ fn measure_rtt(io: &ConnIo<TcpStream>) -> Option<super::info::Rtt> {
 /// when it is unchanged (about 2,600 of the ~46,000 instructions of a small request). The
 /// upstream header values of the fingerprints are kept beside them, built once.
 #[derive(Default)]
-struct LastHeaderFp {
+pub(super) struct LastHeaderFp {
     last: Mutex<Option<(Arc<HeaderFp>, HeaderValue)>>,
     /// The connection's HTTP/2 fingerprint as a header value, once it is known.
     h2_value: OnceLock<Option<HeaderValue>>,
@@ -287,15 +287,7 @@ pub async fn serve_tls(
     let info = Arc::new(ConnInfo::new(peer, tcp_peer, local, Some(tls_info)));
     if h2 {
         let io = TapIo::new(tls, info.h2.clone());
-        serve_http(
-            shared,
-            TokioIo::new(io),
-            info,
-            activity,
-            Protocol::H2,
-            shutdown,
-        )
-        .await;
+        super::h2::serve(shared, io, info, activity, shutdown).await;
     } else {
         serve_http(
             shared,
@@ -350,7 +342,7 @@ pub async fn serve_plain(
 #[derive(Debug, Clone, Copy)]
 enum Protocol {
     H1,
-    H2,
+    /// HTTP/1.1 or HTTP/2 with prior knowledge (the plain listener).
     Auto,
 }
 
@@ -374,8 +366,8 @@ async fn serve_http<I>(
             let info = info.clone();
             let last_fp = last_fp.clone();
             let guard = InFlight::enter(&in_flight);
-            // Boxed: hyper moves the request future into its HTTP/2 stream task and the
-            // HTTP/1.1 dispatcher, and these moves copied the whole (large) future each time.
+            // Boxed: hyper moves the request future into its dispatcher (and, on the plain
+            // listener, into its HTTP/2 stream task); these moves copied the large future.
             Box::pin(async move {
                 Ok::<_, Infallible>(shared.handle(req, &info, &last_fp, guard).await)
             })
@@ -383,7 +375,6 @@ async fn serve_http<I>(
     };
     let builder = match protocol {
         Protocol::H1 => &shared.http_h1,
-        Protocol::H2 => &shared.http_h2,
         Protocol::Auto => &shared.http_auto,
     };
     let conn = builder.serve_connection(io, svc);
@@ -419,13 +410,19 @@ async fn serve_http<I>(
 }
 
 impl Shared {
-    async fn handle(
+    /// One request, whatever its body type (hyper's for HTTP/1.1, the `h2` stream's for
+    /// HTTP/2): gate, then forward or answer.
+    pub(super) async fn handle<B>(
         &self,
-        req: hyper::Request<Incoming>,
+        req: hyper::Request<B>,
         info: &ConnInfo,
         last_fp: &LastHeaderFp,
         guard: InFlight,
-    ) -> hyper::Response<ProxyBody> {
+    ) -> hyper::Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin,
+        B::Error: std::fmt::Display,
+    {
         self.stats.requests.increment(1);
         let started = std::time::Instant::now();
         // Before any header is removed: HeaderMap keeps wire order until then.

@@ -5,6 +5,7 @@
 //! every connection to finish its requests, and waits at most `server.shutdown_grace`.
 
 pub mod conn;
+mod h2;
 pub mod info;
 pub mod io;
 pub mod proxy_protocol;
@@ -62,7 +63,6 @@ pub struct Shared {
     acceptor: TlsAcceptor,
     forwarder: Forwarder,
     http_h1: auto::Builder<TokioExecutor>,
-    http_h2: auto::Builder<TokioExecutor>,
     http_auto: auto::Builder<TokioExecutor>,
     trusted: Vec<IpNet>,
     stats: Stats,
@@ -208,7 +208,6 @@ impl Proxy {
             acceptor,
             forwarder,
             http_h1: http_builder(&cfg).http1_only(),
-            http_h2: http_builder(&cfg).http2_only(),
             http_auto: http_builder(&cfg),
             trusted: cfg.server.trusted_proxies.clone(),
             stats: Stats::register(),

@@ -33,12 +33,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::uri::Scheme;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::{debug, trace};
@@ -161,11 +160,15 @@ impl Upstream {
 
     /// Sends `req` with `edits` applied to its headers (`Host` is set here) and
     /// returns the response as soon as its head has arrived; the body streams from the socket.
-    pub async fn send(
+    pub async fn send<B>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         edits: &HeadEdits<'_>,
-    ) -> Result<Response<UpstreamBody>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         let (parts, mut body) = req.into_parts();
         let framing = if body.is_end_stream() {
             RequestFraming::None
@@ -266,12 +269,16 @@ impl Upstream {
 
 impl Conn {
     /// Writes the head in `wbuf`, then the body, then reads up to the final response head.
-    async fn exchange(
+    async fn exchange<B>(
         &mut self,
-        body: &mut Incoming,
+        body: &mut B,
         framing: RequestFraming,
         head_request: bool,
-    ) -> Result<codec::ResponseHead, Attempt> {
+    ) -> Result<codec::ResponseHead, Attempt>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         if let Err(e) = self.io.write_all(&self.wbuf).await {
             trace!(error = %e, "upstream write failed");
             return Err(Attempt::NotSent);
@@ -311,11 +318,11 @@ impl Conn {
     }
 
     /// Streams the request body upstream as it arrives from the client.
-    async fn send_body(
-        &mut self,
-        body: &mut Incoming,
-        framing: RequestFraming,
-    ) -> Result<(), Attempt> {
+    async fn send_body<B>(&mut self, body: &mut B, framing: RequestFraming) -> Result<(), Attempt>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         let chunked = framing == RequestFraming::Chunked;
         while let Some(frame) = body.frame().await {
             let frame = match frame {
