@@ -803,11 +803,8 @@ async fn sentinel_finds_the_master_and_follows_a_failover() {
 
     // The master dies; the Sentinel promotes the replica (which has the counters), and the
     // store's reconnect asks the Sentinel again.
-    assert_eq!(
-        set.master.cli(&["WAIT", "1", "5000"]),
-        "1",
-        "replica in sync"
-    );
+    set.wait_replica_caught_up();
+    assert_eq!(set.replica.dbsize(), set.master.dbsize());
     set.master.kill();
     let replica = set.replica.port.to_string();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -203,7 +203,23 @@ impl RedisSentinel {
         let of = format!("127.0.0.1 {}", master.port);
         let mut parts = of.split(' ');
         let (h, p) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        // Redis waits `repl-diskless-sync-delay` (5 s by default) before the first full sync,
+        // hoping more replicas join; with one replica that is only a delay.
+        assert_eq!(
+            master.cli(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]),
+            "OK"
+        );
         assert_eq!(replica.cli(&["REPLICAOF", h, p]), "OK");
+        // The initial sync done before anything is written, so a later WAIT only waits for
+        // the stream of writes, not for a full resync on a loaded machine.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "replica not in sync within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let sentinel_port = free_port(false);
         let sentinel_dir = tempfile::tempdir().expect("tempdir");
         let conf = sentinel_dir.path().join("sentinel.conf");
@@ -243,6 +259,26 @@ impl RedisSentinel {
             sentinel_master: SENTINEL_MASTER.into(),
             timeout: TEST_TIMEOUT,
             ..RedisConfig::default()
+        }
+    }
+
+    /// Waits until the replica has applied everything the master has written so far. (Not
+    /// `WAIT`: from a fresh `redis-cli` connection, which wrote nothing, it returns at once.)
+    pub fn wait_replica_caught_up(&self) {
+        let offset = |srv: &RedisServer, field: &str| -> Option<u64> {
+            let info = srv.cli(&["INFO", "replication"]);
+            info.lines()
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let written = offset(&self.master, "master_repl_offset").expect("master offset");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while offset(&self.replica, "slave_repl_offset").map_or(true, |o| o < written) {
+            assert!(
+                Instant::now() < deadline,
+                "replica did not reach offset {written} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
