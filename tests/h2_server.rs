@@ -19,6 +19,14 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 async fn h2_client(addr: SocketAddr, stream_window: Option<u32>) -> SendRequest<Empty<Bytes>> {
+    h2_client_and_conn(addr, stream_window).await.0
+}
+
+/// The client and its connection task, which ends when the connection closes.
+async fn h2_client_and_conn(
+    addr: SocketAddr,
+    stream_window: Option<u32>,
+) -> (SendRequest<Empty<Bytes>>, tokio::task::JoinHandle<()>) {
     let tls = tls_connect(addr, client_tls(&[b"h2"])).await.expect("tls");
     let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     if let Some(w) = stream_window {
@@ -26,8 +34,10 @@ async fn h2_client(addr: SocketAddr, stream_window: Option<u32>) -> SendRequest<
             .initial_connection_window_size(w);
     }
     let (send, conn) = b.handshake(TokioIo::new(tls)).await.expect("h2 handshake");
-    tokio::spawn(conn);
-    send
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (send, conn)
 }
 
 fn get(path: &str) -> http::Request<Empty<Bytes>> {
@@ -172,5 +182,36 @@ async fn graceful_shutdown_finishes_an_http2_stream_in_flight() {
     let text = String::from_utf8_lossy(&body);
     assert_eq!(text.matches("data: {").count(), 10, "{text}");
     assert!(text.ends_with("data: [DONE]\n\n"));
+    proxy.stop().await;
+}
+
+/// The idle timeout closes an HTTP/2 connection with nothing in flight, but never one whose
+/// stream is only quiet (here, gaps between events longer than the idle timeout).
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_but_not_during_a_quiet_stream() {
+    let up = start_mock().await;
+    let mut cfg = test_config(up);
+    cfg.timeouts.idle = Duration::from_millis(300);
+    let proxy = start_proxy(cfg).await;
+    let (mut send, conn) = h2_client_and_conn(proxy.addr, None).await;
+    let resp = send
+        .send_request(get("/v1/stream?n=3&delay_ms=700"))
+        .await
+        .expect("resp");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(text.matches("data: {").count(), 3, "{text}");
+    // No GOAWAY came during the stream: the connection still takes a new one.
+    let again = send
+        .send_request(get("/v1/echo"))
+        .await
+        .expect("second request");
+    assert_eq!(again.status(), 200);
+    again.into_body().collect().await.expect("body");
+    // Now idle: the proxy sends GOAWAY and closes, well within 10 s.
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("idle HTTP/2 connection closed by the proxy")
+        .expect("client connection task");
     proxy.stop().await;
 }

@@ -352,7 +352,7 @@ async fn serve_http<I>(
     info: Arc<ConnInfo>,
     activity: Activity,
     protocol: Protocol,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -379,12 +379,10 @@ async fn serve_http<I>(
     };
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
-    let idle = shared.cfg.timeouts.idle;
+    let drain = drain_signal(shared.cfg.timeouts.idle, activity, in_flight, shutdown);
+    tokio::pin!(drain);
     let mut draining = false;
     loop {
-        let wait = idle
-            .saturating_sub(activity.idle_for())
-            .max(Duration::from_millis(50));
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -392,19 +390,37 @@ async fn serve_http<I>(
                 }
                 return;
             }
-            _ = tokio::time::sleep(wait), if !draining => {
-                if activity.idle_for() >= idle && in_flight.load(Ordering::Relaxed) == 0 {
-                    debug!("closing idle connection");
-                    conn.as_mut().graceful_shutdown();
-                    draining = true;
-                }
-            }
-            changed = shutdown.changed(), if !draining => {
-                // Sender gone or shutdown signalled: both mean stop taking new requests.
-                let _ = changed;
+            () = &mut drain, if !draining => {
                 conn.as_mut().graceful_shutdown();
                 draining = true;
             }
+        }
+    }
+}
+
+/// Resolves when a connection should stop taking requests and close once the ones in flight
+/// are done: it has been idle (no bytes either way) for `idle` with no request in flight, or
+/// the server is shutting down. One future for the connection's whole life, so a connection
+/// loop that wakes per request does not make a timer each time.
+pub(super) async fn drain_signal(
+    idle: Duration,
+    activity: Activity,
+    in_flight: Arc<AtomicUsize>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let wait = idle
+            .saturating_sub(activity.idle_for())
+            .max(Duration::from_millis(50));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {
+                if activity.idle_for() >= idle && in_flight.load(Ordering::Relaxed) == 0 {
+                    debug!("closing idle connection");
+                    return;
+                }
+            }
+            // Sender gone or shutdown signalled: both mean stop taking new requests.
+            _ = shutdown.changed() => return,
         }
     }
 }

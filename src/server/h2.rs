@@ -15,10 +15,9 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -31,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{debug, trace};
 
-use super::conn::{InFlight, LastHeaderFp};
+use super::conn::{drain_signal, InFlight, LastHeaderFp};
 use super::info::ConnInfo;
 use super::io::Activity;
 use super::Shared;
@@ -65,7 +64,7 @@ pub(super) async fn serve<I>(
     io: I,
     info: Arc<ConnInfo>,
     activity: Activity,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -86,11 +85,10 @@ pub(super) async fn serve<I>(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let last_fp = LastHeaderFp::default();
     let mut streams = FuturesUnordered::new();
+    let drain = drain_signal(idle, activity, in_flight.clone(), shutdown);
+    tokio::pin!(drain);
     let mut draining = false;
     loop {
-        let wait = idle
-            .saturating_sub(activity.idle_for())
-            .max(Duration::from_millis(50));
         tokio::select! {
             // Streams first: what they hand to `h2` goes out when the connection is polled next.
             biased;
@@ -107,16 +105,7 @@ pub(super) async fn serve<I>(
                 // Closed: after a GOAWAY, once every stream has finished.
                 None => break,
             },
-            _ = tokio::time::sleep(wait), if !draining => {
-                if activity.idle_for() >= idle && in_flight.load(Ordering::Relaxed) == 0 {
-                    debug!("closing idle connection");
-                    conn.graceful_shutdown();
-                    draining = true;
-                }
-            }
-            changed = shutdown.changed(), if !draining => {
-                // Sender gone or shutdown signalled: both mean stop taking new streams.
-                let _ = changed;
+            () = &mut drain, if !draining => {
                 conn.graceful_shutdown();
                 draining = true;
             }
