@@ -12,6 +12,7 @@
 # which scripts/bench.sh writes to /tmp/bench-work/portcullis/).
 # WHO=nginx measures the harness's nginx contender the same way instead (its conf/nginx.conf,
 # one worker, master process off), for a like-for-like instruction count.
+# KEEP=DIR copies the two callgrind outputs there (cg.N1, cg.N2) for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -71,3 +72,7 @@ instructions() {
 A=$(instructions "$N1")
 B=$(instructions "$N2")
 echo "$WHO $MODE: $(((B - A) / (N2 - N1))) instructions per request ($N1: $A, $N2: $B)"
+if [[ -n ${KEEP:-} ]]; then
+  mkdir -p "$KEEP"
+  cp "$WORK/cg.$N1" "$WORK/cg.$N2" "$KEEP/"
+fi

@@ -361,7 +361,7 @@ async fn serve_http<I>(
     let svc = {
         let shared = shared.clone();
         let in_flight = in_flight.clone();
-        service_fn(move |req: hyper::Request<Incoming>| {
+        service_fn(move |mut req: hyper::Request<Incoming>| {
             let shared = shared.clone();
             let info = info.clone();
             let last_fp = last_fp.clone();
@@ -369,7 +369,7 @@ async fn serve_http<I>(
             // Boxed: hyper moves the request future into its dispatcher (and, on the plain
             // listener, into its HTTP/2 stream task); these moves copied the large future.
             Box::pin(async move {
-                Ok::<_, Infallible>(shared.handle(req, &info, &last_fp, guard).await)
+                Ok::<_, Infallible>(shared.handle(&mut req, &info, &last_fp, guard).await)
             })
         })
     };
@@ -430,7 +430,7 @@ impl Shared {
     /// HTTP/2): gate, then forward or answer.
     pub(super) async fn handle<B>(
         &self,
-        req: hyper::Request<B>,
+        req: &mut hyper::Request<B>,
         info: &ConnInfo,
         last_fp: &LastHeaderFp,
         guard: InFlight,
@@ -457,10 +457,10 @@ impl Shared {
         let fps = RequestFingerprints {
             header: &header_fp,
             h2: info.h2.get(),
-            ja4h: ja4h_of(&req),
+            ja4h: ja4h_of(req),
         };
         let h2_value = last_fp.h2_value(fps.h2);
-        let pass = self.gate.check(&req, info, &fps).await;
+        let pass = self.gate.check(req, info, &fps).await;
         self.stats.gate_seconds.record(started.elapsed());
         let (lease, upstream_headers, response_headers, delay) = match pass {
             Pass::Respond(resp) => {

@@ -13,7 +13,7 @@
 //! slow reader holds the upstream back instead of filling memory; connection-specific headers
 //! never go out (RFC 9113 §8.2.2); a response made here gets a `Date`.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -117,26 +117,35 @@ pub(super) async fn serve<I>(
 }
 
 /// One stream: the request through the gate and upstream, the response back.
-async fn stream(
-    shared: &Shared,
+///
+/// A plain function returning an `async move` block, not an `async fn`: the future is moved
+/// whole into the connection's set, and an `async fn` keeps its arguments twice (as passed and
+/// as bound), the request (264 bytes) among them.
+fn stream<'a>(
+    shared: &'a Shared,
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    info: &ConnInfo,
-    last_fp: &LastHeaderFp,
+    info: &'a ConnInfo,
+    last_fp: &'a LastHeaderFp,
     guard: InFlight,
-) {
-    let (parts, recv) = req.into_parts();
-    let body = H2Body::new(recv, &parts.headers);
-    let req = Request::from_parts(parts, body);
-    let resp = tokio::select! {
-        biased;
-        resp = shared.handle(req, info, last_fp, guard) => resp,
-        reset = poll_fn(|cx| respond.poll_reset(cx)) => {
-            trace!(?reset, "stream reset by the client before the response");
-            return;
-        }
-    };
-    send(respond, resp).await;
+) -> impl Future<Output = ()> + 'a {
+    let length = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let mut req = req.map(|recv| H2Body::new(recv, length));
+    async move {
+        let resp = tokio::select! {
+            biased;
+            resp = shared.handle(&mut req, info, last_fp, guard) => resp,
+            reset = poll_fn(|cx| respond.poll_reset(cx)) => {
+                trace!(?reset, "stream reset by the client before the response");
+                return;
+            }
+        };
+        send(respond, resp).await;
+    }
 }
 
 /// Sends the response head, then its body as flow control allows.
@@ -219,12 +228,9 @@ pub struct H2Body {
 }
 
 impl H2Body {
-    fn new(recv: RecvStream, headers: &http::HeaderMap) -> Self {
-        // `h2` itself checks that the DATA frames add up to a declared length.
-        let length = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+    /// `length`: the request's `Content-Length`, if any (`h2` itself checks that the DATA
+    /// frames add up to it).
+    fn new(recv: RecvStream, length: Option<u64>) -> Self {
         Self {
             recv,
             length,

@@ -5,6 +5,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
+use smallvec::SmallVec;
 
 /// Largest response head read from the upstream.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -134,15 +135,17 @@ pub struct ResponseHead {
 pub enum Parsed {
     /// More bytes are needed.
     Partial,
-    /// An interim (1xx) response of this many bytes: skip it and parse again.
+    /// An interim (1xx) response of this many bytes, taken off the buffer: parse again.
     Interim(usize),
-    /// A final response head of `len` bytes.
+    /// A final response head of `len` bytes, taken off the buffer.
     Head { head: ResponseHead, len: usize },
 }
 
-/// Parses a response head at the start of `buf`. `head_request`: the request was `HEAD`, so
-/// the response has no body whatever its headers say.
-pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, WireError> {
+/// Parses a response head at the start of `buf` and takes it off `buf` when it is whole.
+/// `head_request`: the request was `HEAD`, so the response has no body whatever its headers
+/// say. The header values point into the head's bytes (a reference count each, no copy); the
+/// framing is read from the raw fields before any `HeaderMap` exists.
+pub fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, WireError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
     let len = match resp.parse(buf) {
@@ -164,23 +167,34 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, WireErro
         return Err(WireError::Head("unrequested protocol switch"));
     }
     if status.is_informational() {
+        buf.advance(len);
         return Ok(Parsed::Interim(len));
     }
     let version = match resp.version {
         Some(1) => Version::HTTP_11,
         _ => Version::HTTP_10,
     };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| WireError::Head("header name"))?;
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| WireError::Head("header value"))?;
-        headers.append(name, value);
-    }
-    let (framing, mut reusable) = framing_of(status, version, &headers, head_request)?;
-    if version == Version::HTTP_10 || has_token(&headers, header::CONNECTION, "close") {
+    let fields: &[httparse::Header<'_>] = resp.headers;
+    let (framing, mut reusable) = framing_of(status, version, fields, head_request)?;
+    if version == Version::HTTP_10 || has_token(fields, "connection", "close") {
         reusable = false;
+    }
+    // Each name parsed, each value's place in the head noted; then the head leaves the buffer
+    // and the values are cut from it.
+    let start = buf.as_ptr() as usize;
+    let mut spans: SmallVec<[(HeaderName, usize, usize); 16]> = SmallVec::new();
+    for f in fields {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| WireError::Head("header name"))?;
+        let at = f.value.as_ptr() as usize - start;
+        spans.push((name, at, at + f.value.len()));
+    }
+    let bytes = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for (name, from, to) in spans {
+        let value = HeaderValue::from_maybe_shared(bytes.slice(from..to))
+            .map_err(|_| WireError::Head("header value"))?;
+        headers.append(name, value);
     }
     Ok(Parsed::Head {
         head: ResponseHead {
@@ -194,48 +208,64 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, WireErro
     })
 }
 
+/// The values of the fields named `name` (ASCII case-insensitive), in order.
+fn values<'a>(
+    fields: &'a [httparse::Header<'a>],
+    name: &'static str,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    fields
+        .iter()
+        .filter(move |f| f.name.eq_ignore_ascii_case(name))
+        .map(|f| f.value)
+}
+
+/// A field value as text if it is visible ASCII (what `HeaderValue::to_str` accepts).
+fn text(v: &[u8]) -> Option<&str> {
+    if v.iter().all(|&b| b == b'\t' || (32..127).contains(&b)) {
+        std::str::from_utf8(v).ok()
+    } else {
+        None
+    }
+}
+
 /// RFC 9112 §6.3 in order; the second value says whether the framing leaves the connection
 /// reusable.
 fn framing_of(
     status: StatusCode,
     version: Version,
-    headers: &HeaderMap,
+    fields: &[httparse::Header<'_>],
     head_request: bool,
 ) -> Result<(ResponseFraming, bool), WireError> {
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((ResponseFraming::Empty, true));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if let Some(last) = values(fields, "transfer-encoding").last() {
         if version == Version::HTTP_10 {
             return Err(WireError::Head("transfer-encoding in HTTP/1.0"));
         }
         // Chunked must be the final coding; otherwise the body runs to the close. A length
         // beside it is ignored and the connection not reused (§6.3 item 3).
-        let chunked_last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
+        let chunked_last = text(last)
             .and_then(|v| v.rsplit(',').next())
             .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
-        let alone = !headers.contains_key(header::CONTENT_LENGTH);
+        let alone = values(fields, "content-length").next().is_none();
         return Ok(if chunked_last {
             (ResponseFraming::Chunked, alone)
         } else {
             (ResponseFraming::Close, false)
         });
     }
-    match content_length(headers)? {
+    match content_length(values(fields, "content-length"))? {
         Some(n) => Ok((ResponseFraming::Length(n), true)),
         None => Ok((ResponseFraming::Close, false)),
     }
 }
 
 /// The `Content-Length`: every field and list member must be the same decimal number.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
+fn content_length<'a>(fields: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, WireError> {
     let mut found = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        let s = v.to_str().map_err(|_| WireError::Head("content-length"))?;
+    for v in fields {
+        let s = text(v).ok_or(WireError::Head("content-length"))?;
         for part in s.split(',') {
             let part = part.trim();
             if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
@@ -253,11 +283,9 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
     Ok(found)
 }
 
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+fn has_token(fields: &[httparse::Header<'_>], name: &'static str, token: &str) -> bool {
+    values(fields, name)
+        .filter_map(text)
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::uri::Scheme;
 use http::{HeaderValue, Method, Request, Response, Uri};
 use http_body::Body;
@@ -162,25 +162,23 @@ impl Upstream {
     /// returns the response as soon as its head has arrived; the body streams from the socket.
     pub async fn send<B>(
         &self,
-        req: Request<B>,
+        req: &mut Request<B>,
         edits: &HeadEdits<'_>,
     ) -> Result<Response<UpstreamBody>, ProxyError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        let (parts, mut body) = req.into_parts();
-        let framing = if body.is_end_stream() {
+        let framing = if req.body().is_end_stream() {
             RequestFraming::None
         } else {
-            match body.size_hint().exact() {
+            match req.body().size_hint().exact() {
                 Some(n) => RequestFraming::Length(n),
                 None => RequestFraming::Chunked,
             }
         };
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let head_request = parts.method == Method::HEAD;
-        let resend_unanswered = framing == RequestFraming::None && parts.method.is_idempotent();
+        let head_request = req.method() == Method::HEAD;
+        let resend_unanswered = framing == RequestFraming::None && req.method().is_idempotent();
         loop {
             let (mut conn, reused) = match self.inner.checkout() {
                 Some(c) => (c, true),
@@ -189,16 +187,17 @@ impl Upstream {
                 None => (Box::pin(self.connect()).await?, false),
             };
             conn.wbuf.clear();
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             codec::encode_head(
                 &mut conn.wbuf,
-                &parts.method,
+                req.method(),
                 target,
                 &self.inner.host,
-                &parts.headers,
+                req.headers(),
                 edits,
                 framing,
             );
-            match conn.exchange(&mut body, framing, head_request).await {
+            match conn.exchange(req.body_mut(), framing, head_request).await {
                 Ok(mut head) => {
                     if matches!(
                         head.framing,
@@ -292,16 +291,10 @@ impl Conn {
         let mut answered = false;
         loop {
             if !self.rbuf.is_empty() {
-                match codec::parse_response(&self.rbuf, head_request) {
+                match codec::parse_response(&mut self.rbuf, head_request) {
                     Ok(Parsed::Partial) => {}
-                    Ok(Parsed::Interim(n)) => {
-                        self.rbuf.advance(n);
-                        continue;
-                    }
-                    Ok(Parsed::Head { head, len }) => {
-                        self.rbuf.advance(len);
-                        return Ok(head);
-                    }
+                    Ok(Parsed::Interim(_)) => continue,
+                    Ok(Parsed::Head { head, .. }) => return Ok(head),
                     Err(e) => {
                         debug!(error = %e, "invalid upstream response");
                         return Err(Attempt::Failed(ProxyError::UpstreamProtocol));

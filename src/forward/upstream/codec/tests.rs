@@ -2,7 +2,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn head(text: &str) -> Result<Parsed, WireError> {
-    parse_response(text.as_bytes(), false)
+    parse_response(&mut BytesMut::from(text), false)
 }
 
 fn final_head(text: &str) -> (ResponseHead, usize) {
@@ -117,6 +117,21 @@ fn request_framing_headers() {
 }
 
 #[test]
+fn response_fields_are_kept_as_sent_and_framing_names_match_in_any_case() {
+    let (h, _) = final_head(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: a=1\r\n\
+         X-Upstream: caf\u{e9}\r\nset-cookie: b=2\r\nCONTENT-LENGTH: 2\r\nConnection: Close\r\n\r\n{}",
+    );
+    assert_eq!(h.headers["content-type"], "application/json");
+    let cookies: Vec<_> = h.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(h.headers["x-upstream"].as_bytes(), "caf\u{e9}".as_bytes());
+    assert_eq!(h.headers.len(), 6);
+    assert_eq!(h.framing, ResponseFraming::Length(2));
+    assert!(!h.reusable, "Connection: Close");
+}
+
+#[test]
 fn framing_follows_rfc_9112_section_6_3() {
     let (h, len) = final_head("HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nbody");
     assert_eq!(h.framing, ResponseFraming::Length(12));
@@ -145,7 +160,8 @@ fn framing_follows_rfc_9112_section_6_3() {
         let (h, _) = final_head(&format!("HTTP/1.1 {status}\r\ncontent-length: 9\r\n\r\n"));
         assert_eq!(h.framing, ResponseFraming::Empty, "{status}");
     }
-    match parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", true) {
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n"[..]);
+    match parse_response(&mut buf, true) {
         Ok(Parsed::Head { head, .. }) => assert_eq!(head.framing, ResponseFraming::Empty),
         other => panic!("{other:?}"),
     }
@@ -188,15 +204,21 @@ fn bad_heads_are_errors_not_guesses() {
 
 #[test]
 fn interim_responses_are_skipped_by_length() {
-    let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-    match head(text) {
-        Ok(Parsed::Interim(n)) => {
-            assert_eq!(n, 25);
-            let (h, _) = final_head(&text[n..]);
-            assert_eq!(h.status, StatusCode::OK);
+    let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\nbody";
+    let mut buf = BytesMut::from(text);
+    match parse_response(&mut buf, false) {
+        Ok(Parsed::Interim(n)) => assert_eq!(n, 25),
+        other => panic!("{other:?}"),
+    }
+    match parse_response(&mut buf, false) {
+        Ok(Parsed::Head { head, len }) => {
+            assert_eq!(head.status, StatusCode::OK);
+            assert_eq!(len, 38);
         }
         other => panic!("{other:?}"),
     }
+    // Each head was taken off the buffer; what follows it stays.
+    assert_eq!(&buf[..], b"body");
 }
 
 fn decode_all(wire: &[u8], splits: &[usize]) -> Result<(Vec<u8>, bool, usize), WireError> {
@@ -293,7 +315,7 @@ proptest! {
     /// Arbitrary bytes never panic the head parser or the chunked decoder.
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
-        let _ = parse_response(&bytes, false);
+        let _ = parse_response(&mut BytesMut::from(&bytes[..]), false);
         let _ = decode_all(&bytes, &[7, 100]);
     }
 }
