@@ -358,6 +358,22 @@ async fn admin_health_ready_and_metrics() {
     let _ = https_get(proxy.addr, "/v1/echo", &[]).await;
     let m = proxy.metrics().await;
     assert!(metric(&m, "portcullis_requests_total", "") >= 1.0, "{m}");
+    assert!(
+        metric(&m, "portcullis_upstream_duration_seconds_count", "") >= 1.0,
+        "{m}"
+    );
+    // Histogram samples are folded by a thread of their own, scraped or not.
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect();
+    assert!(
+        threads
+            .iter()
+            .any(|c| c == portcullis::admin::UPKEEP_THREAD),
+        "{threads:?}"
+    );
     proxy.stop().await;
 }
 

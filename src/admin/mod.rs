@@ -3,6 +3,12 @@
 //!
 //! Metrics go through the `metrics` facade; `metrics-exporter-prometheus` renders them. Its own
 //! HTTP listener is not used, so one hyper server serves every admin path.
+//!
+//! Histogram samples wait in a lock-free bucket until they are folded into the histogram's
+//! counts, which the exporter does only on a render or an explicit upkeep. With no scraper (or
+//! `--admin off`) the buckets would grow without bound, and a scrape after a long pause would
+//! fold millions of samples at once; a thread of its own, off the proxy's runtime, folds them
+//! every [`UPKEEP_EVERY`].
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +28,24 @@ use crate::forward::body::{full, ProxyBody};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often histogram samples are folded into their counts (see the module docs).
+pub const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The name of the thread that runs the upkeep.
+pub const UPKEEP_THREAD: &str = "metrics-upkeep";
+
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name(UPKEEP_THREAD.into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "metrics upkeep thread not started; histograms drain only on a scrape");
+    }
+}
+
 /// Installs the process-wide Prometheus recorder once; later calls are no-ops.
 pub fn install_metrics() {
     // Histograms as Prometheus histograms (not summaries), with buckets from 50 µs to 60 s:
@@ -35,7 +59,10 @@ pub fn install_metrics() {
             .set_buckets(BUCKETS)
             .and_then(|b| b.install_recorder())
         {
-            Ok(h) => Some(h),
+            Ok(h) => {
+                spawn_upkeep(h.clone());
+                Some(h)
+            }
             Err(e) => {
                 warn!(error = %e, "metrics recorder not installed");
                 None
