@@ -186,8 +186,16 @@ pub fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, 
     for f in fields {
         let name = HeaderName::from_bytes(f.name.as_bytes())
             .map_err(|_| WireError::Head("header name"))?;
-        let at = f.value.as_ptr() as usize - start;
-        spans.push((name, at, at + f.value.len()));
+        // httparse's values are slices of `buf`; checked all the same, never trusted.
+        let at = (f.value.as_ptr() as usize).wrapping_sub(start);
+        let end = at.wrapping_add(f.value.len());
+        if f.value.is_empty() {
+            spans.push((name, 0, 0));
+        } else if at <= end && end <= len {
+            spans.push((name, at, end));
+        } else {
+            return Err(WireError::Head("header value"));
+        }
     }
     let bytes = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(spans.len());

@@ -120,13 +120,15 @@ fn request_framing_headers() {
 fn response_fields_are_kept_as_sent_and_framing_names_match_in_any_case() {
     let (h, _) = final_head(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: a=1\r\n\
-         X-Upstream: caf\u{e9}\r\nset-cookie: b=2\r\nCONTENT-LENGTH: 2\r\nConnection: Close\r\n\r\n{}",
+         X-Upstream: caf\u{e9}\r\nset-cookie: b=2\r\nX-Empty: \r\nCONTENT-LENGTH: 2\r\n\
+         Connection: Close\r\n\r\n{}",
     );
+    assert_eq!(h.headers["x-empty"], "");
     assert_eq!(h.headers["content-type"], "application/json");
     let cookies: Vec<_> = h.headers.get_all("set-cookie").iter().collect();
     assert_eq!(cookies, ["a=1", "b=2"]);
     assert_eq!(h.headers["x-upstream"].as_bytes(), "caf\u{e9}".as_bytes());
-    assert_eq!(h.headers.len(), 6);
+    assert_eq!(h.headers.len(), 7);
     assert_eq!(h.framing, ResponseFraming::Length(2));
     assert!(!h.reusable, "Connection: Close");
 }
