@@ -13,6 +13,8 @@
 # WHO=nginx measures the harness's nginx contender the same way instead (its conf/nginx.conf,
 # one worker, master process off), for a like-for-like instruction count.
 # KEEP=DIR copies the two callgrind outputs there (cg.N1, cg.N2) for callgrind_annotate.
+# CACHE_SIM=1 also simulates the caches and branch predictors (valgrind's models, not this
+# CPU's) and prints, per request, data reads and writes, cache misses, branches and mispredicts.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -47,13 +49,16 @@ if [[ $WHO == nginx ]]; then
     "${BENCH_DIR:-../shared/bench}/conf/nginx.conf" > "$WORK/nginx.conf"
 fi
 
-# Ir of the proxy for $1 requests.
+SIM=()
+[[ ${CACHE_SIM:-0} == 1 ]] && SIM=(--cache-sim=yes --branch-sim=yes)
+
+# The event totals of the proxy for $1 requests (Ir first).
 instructions() {
   if [[ $WHO == nginx ]]; then
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$1" \
+    valgrind --tool=callgrind "${SIM[@]}" --callgrind-out-file="$WORK/cg.$1" \
       nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" > "$WORK/proxy.log" 2>&1 &
   else
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$1" "$BIN" run \
+    valgrind --tool=callgrind "${SIM[@]}" --callgrind-out-file="$WORK/cg.$1" "$BIN" run \
       --config "$CONFIG" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP_PORT" \
       --cert "$TOOLS/certs/server.pem" --key "$TOOLS/certs/server.key" --workers 1 --admin off \
       > "$WORK/proxy.log" 2>&1 &
@@ -71,7 +76,12 @@ instructions() {
 
 A=$(instructions "$N1")
 B=$(instructions "$N2")
-echo "$WHO $MODE: $(((B - A) / (N2 - N1))) instructions per request ($N1: $A, $N2: $B)"
+echo "$WHO $MODE: $(((${B%% *} - ${A%% *}) / (N2 - N1))) instructions per request ($N1: ${A%% *}, $N2: ${B%% *})"
+if [[ ${CACHE_SIM:-0} == 1 ]]; then
+  events=$(sed -n 's/^events: //p' "$WORK/cg.$N2")
+  paste <(tr ' ' '\n' <<< "$events") <(tr ' ' '\n' <<< "$A") <(tr ' ' '\n' <<< "$B") |
+    awk -v n=$((N2 - N1)) '{printf "  %-5s %8.1f per request\n", $1, ($3 - $2) / n}'
+fi
 if [[ -n ${KEEP:-} ]]; then
   mkdir -p "$KEEP"
   cp "$WORK/cg.$N1" "$WORK/cg.$N2" "$KEEP/"
