@@ -9,6 +9,11 @@ use portcullis::config::Config;
 use portcullis::server::Proxy;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc malloc: see Cargo.toml and docs/benchmarks.md (the library
+/// leaves the allocator to the binary that embeds it).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "portcullis",
