@@ -144,6 +144,9 @@ fn stream<'a>(
                 return;
             }
         };
+        // The request, and with it the stream's receiving half, is not kept while the response
+        // is sent: a body the gate refused unread no longer holds window and buffered data.
+        drop(req);
         send(respond, resp).await;
     }
 }
