@@ -17,6 +17,8 @@
 # CPU's) and prints, per request, data reads and writes, cache misses, branches and mispredicts.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib/nginx-conf.sh
+source scripts/lib/nginx-conf.sh
 
 MODE=${1:-h1}
 N1=${2:-500}
@@ -42,11 +44,7 @@ CONFIG=${CONFIG:-$WORK/nopolicy.toml}
 
 WHO=${WHO:-portcullis}
 if [[ $WHO == nginx ]]; then
-  mkdir -p "$WORK/nginx"
-  sed -e "s#@RUN@#$WORK#g; s#@PORT@#$PORT#g; s#@CERT@#$TOOLS/certs/server.pem#g" \
-    -e "s#@KEY@#$TOOLS/certs/server.key#g; s#@UPSTREAM@#127.0.0.1:$UP_PORT#g" \
-    -e 's/^master_process on;/master_process off;/' \
-    "${BENCH_DIR:-../shared/bench}/conf/nginx.conf" > "$WORK/nginx.conf"
+  write_nginx_conf
 fi
 
 SIM=()

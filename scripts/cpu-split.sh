@@ -9,6 +9,8 @@
 # portcullis, a release build. Clock ticks are 10 ms: use N of 100000 or more.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib/nginx-conf.sh
+source scripts/lib/nginx-conf.sh
 
 WHO=${WHO:-portcullis}
 MODE=${1:-h2}
@@ -25,11 +27,7 @@ taskset -c 0 "$TOOLS/target/release/bench-upstream" "127.0.0.1:$UP_PORT" > /dev/
 UP=$!
 PIDS+=("$UP")
 if [[ $WHO == nginx ]]; then
-  mkdir -p "$WORK/nginx"
-  sed -e "s#@RUN@#$WORK#g; s#@PORT@#$PORT#g; s#@CERT@#$TOOLS/certs/server.pem#g" \
-    -e "s#@KEY@#$TOOLS/certs/server.key#g; s#@UPSTREAM@#127.0.0.1:$UP_PORT#g" \
-    -e 's/^master_process on;/master_process off;/' \
-    "${BENCH_DIR:-../shared/bench}/conf/nginx.conf" > "$WORK/nginx.conf"
+  write_nginx_conf
   taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" > /dev/null 2>&1 &
 else
   : > "$WORK/nopolicy.toml"
