@@ -10,7 +10,10 @@
 #   portcullis-redis   (only with BENCH_REDIS=1) the same policy on Redis counters: a
 #                      redis-server started inside the contender's command, so it shares the
 #                      proxy's CPU and its CPU time is charged to this contender.
-# Usage: [BENCH_REDIS=1] scripts/bench.sh [run.sh options, e.g. -r 3 -d 10 -s h1,h2,hs,sse,burst]
+#   portcullis-bare    (only with BENCH_BARE=1) no policy and no fingerprint headers for the
+#                      upstream (every [headers] name ""): what the eight headers cost the
+#                      upstream, which shares CPU 0 with the proxy (docs/benchmarks.md).
+# Usage: [BENCH_REDIS=1] [BENCH_BARE=1] scripts/bench.sh [run.sh options, e.g. -r 3 -d 10 -s h1,h2]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=${BENCH_DIR:-$ROOT/../shared/bench}
@@ -20,6 +23,8 @@ mkdir -p "$WORK"
 (cd "$ROOT" && cargo build --release --locked -q)
 cp "$ROOT/target/release/portcullis" "$WORK/portcullis"
 : > "$WORK/nopolicy.toml"
+printf '[headers]\n%s\n' "$(printf '%s = ""\n' ja3 ja3_hash ja4 ja4_r header_fp h2 tcp_rtt tls_rtt)" \
+  > "$WORK/bare.toml"
 python3 - "$ROOT/config.toml" "$WORK/policy.toml" <<'PY'
 import sys
 text = open(sys.argv[1]).read()
@@ -46,6 +51,10 @@ if [[ ${BENCH_REDIS:-0} == 1 ]]; then
   command -v redis-server >/dev/null || { echo "bench.sh: redis-server not installed"; exit 1; }
   REDIS="redis-server --port 19461 --save '' --appendonly no --dir $WORK --logfile $WORK/redis.log"
   EXTRA=("portcullis-redis=$REDIS & sleep 0.5; exec $WORK/portcullis run --config $WORK/redis.toml $ARGS" 19452)
+fi
+if [[ ${BENCH_BARE:-0} == 1 ]]; then
+  "$ROOT/target/release/portcullis" check "$WORK/bare.toml"
+  EXTRA+=("portcullis-bare=exec $WORK/portcullis run --config $WORK/bare.toml $ARGS" 19453)
 fi
 exec "$BENCH/run.sh" "$@" \
   "portcullis=exec $WORK/portcullis run --config $WORK/nopolicy.toml $ARGS" 19450 \

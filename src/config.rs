@@ -323,7 +323,9 @@ impl Default for Timeouts {
 }
 
 /// Names of the request headers that carry the fingerprints to the upstream. Client copies of
-/// these headers are always removed before forwarding.
+/// these headers are always removed before forwarding. An empty name (`""`) leaves that
+/// header out (for an upstream that does not read it); the fingerprint is still computed for
+/// the policy and the evidence.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeaderNames {
@@ -516,7 +518,7 @@ impl Config {
             ("tcp_rtt", &h.tcp_rtt),
             ("tls_rtt", &h.tls_rtt),
         ] {
-            if http::HeaderName::from_bytes(v.as_bytes()).is_err() {
+            if !v.is_empty() && http::HeaderName::from_bytes(v.as_bytes()).is_err() {
                 out.push(format!("headers.{name}: {v:?} is not a valid header name"));
             }
         }

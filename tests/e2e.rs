@@ -56,6 +56,44 @@ async fn rustls_http1_upstream_receives_fingerprints() {
 }
 
 #[tokio::test]
+async fn fingerprint_headers_can_be_renamed_or_left_out() {
+    let up = start_mock().await;
+    let mut cfg = test_config(up);
+    cfg.headers.ja4 = "x-edge-ja4".into();
+    for off in [
+        &mut cfg.headers.ja3,
+        &mut cfg.headers.ja3_hash,
+        &mut cfg.headers.ja4_r,
+        &mut cfg.headers.header_fp,
+        &mut cfg.headers.tcp_rtt,
+        &mut cfg.headers.tls_rtt,
+    ] {
+        off.clear();
+    }
+    assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+    let proxy = start_proxy(cfg).await;
+    let forged = [
+        ("x-portcullis-ja3", "forged"),
+        ("x-portcullis-ja4", "forged"),
+        ("x-edge-ja4", "forged"),
+    ];
+    let (status, _, body) = https_get(proxy.addr, "/v1/echo", &forged).await;
+    assert_eq!(status, 200);
+    let h = echo_headers(&body);
+    assert_ja4_shape(h["x-edge-ja4"].as_str().expect("renamed ja4"), "h1");
+    let ours: Vec<&String> = h
+        .keys()
+        .filter(|k| k.starts_with("x-portcullis-"))
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "left out, forged copies stripped: {ours:?}"
+    );
+    assert_eq!(h["x-forwarded-proto"], "https");
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn rustls_http2_upstream_receives_fingerprints() {
     let (proxy, _) = proxy_with_mock().await;
     let tls = tls_connect(proxy.addr, client_tls(&[b"h2", b"http/1.1"]))

@@ -33,17 +33,17 @@ pub enum ForwardSetupError {
     Ca { path: String, message: String },
 }
 
-/// Header names, parsed once.
+/// Header names, parsed once. `None`: configured as `""`, that header is not sent.
 #[derive(Debug, Clone)]
 struct Names {
-    ja3: HeaderName,
-    ja3_hash: HeaderName,
-    ja4: HeaderName,
-    ja4_r: HeaderName,
-    header_fp: HeaderName,
-    h2: HeaderName,
-    tcp_rtt: HeaderName,
-    tls_rtt: HeaderName,
+    ja3: Option<HeaderName>,
+    ja3_hash: Option<HeaderName>,
+    ja4: Option<HeaderName>,
+    ja4_r: Option<HeaderName>,
+    header_fp: Option<HeaderName>,
+    h2: Option<HeaderName>,
+    tcp_rtt: Option<HeaderName>,
+    tls_rtt: Option<HeaderName>,
     /// Configured names outside [`headers::RESERVED_PREFIX`] (none by default).
     unprefixed: Vec<HeaderName>,
     forwarded_for: HeaderName,
@@ -73,9 +73,14 @@ pub struct Forwarder {
     response_timeout: Duration,
 }
 
-fn header_name(s: &str) -> Result<HeaderName, ForwardSetupError> {
+/// `None` for `""`: that header is not sent.
+fn header_name(s: &str) -> Result<Option<HeaderName>, ForwardSetupError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
     // Validated in config; kept fallible so a library caller gets an error, not a panic.
     HeaderName::from_bytes(s.as_bytes())
+        .map(Some)
         .map_err(|e| ForwardSetupError::Url(format!("header name {s:?}: {e}")))
 }
 
@@ -180,6 +185,7 @@ impl Forwarder {
             &names.tls_rtt,
         ]
         .into_iter()
+        .flatten()
         .filter(|n| !n.as_str().starts_with(headers::RESERVED_PREFIX))
         .cloned()
         .collect();
@@ -199,9 +205,11 @@ impl Forwarder {
         h2: Option<HeaderValue>,
         ja4h: Option<&str>,
     ) {
-        out.push((self.names.header_fp.clone(), header_fp));
-        if let Some(v) = h2 {
-            out.push((self.names.h2.clone(), v));
+        if let Some(n) = &self.names.header_fp {
+            out.push((n.clone(), header_fp));
+        }
+        if let (Some(n), Some(v)) = (&self.names.h2, h2) {
+            out.push((n.clone(), v));
         }
         if let Some(v) = ja4h.and_then(|j| HeaderValue::try_from(j).ok()) {
             out.push((HeaderName::from_static(crate::gate::JA4H_HEADER), v));
@@ -237,15 +245,16 @@ impl Forwarder {
         add.push((&n.forwarded_for, &info.peer_ip_header));
         add.push((&n.forwarded_proto, proto));
         if let Some(t) = &info.tls {
-            add.extend([
+            let tls = [
                 (&n.ja3, &t.ja3),
                 (&n.ja3_hash, &t.ja3_hash),
                 (&n.ja4, &t.ja4),
                 (&n.ja4_r, &t.ja4_r),
-            ]);
+            ];
+            add.extend(tls.into_iter().filter_map(|(k, v)| Some((k.as_ref()?, v))));
             if let Some(r) = &t.rtt {
-                add.push((&n.tcp_rtt, &r.tcp_header));
-                add.push((&n.tls_rtt, &r.tls_header));
+                let rtt = [(&n.tcp_rtt, &r.tcp_header), (&n.tls_rtt, &r.tls_header)];
+                add.extend(rtt.into_iter().filter_map(|(k, v)| Some((k.as_ref()?, v))));
             }
         }
         add.extend(extra.iter().map(|(k, v)| (k, v)));
