@@ -216,6 +216,37 @@ impl Forwarder {
         }
     }
 
+    /// The headers for the upstream that are the same for every request of the connection,
+    /// encoded: `X-Forwarded-For`, `X-Forwarded-Proto`, the TLS fingerprints and round trips.
+    fn connection_fields(&self, info: &ConnInfo) -> Box<[u8]> {
+        let n = &*self.names;
+        let mut out = Vec::with_capacity(512);
+        let proto = if info.tls.is_some() {
+            &n.https
+        } else {
+            &n.http
+        };
+        upstream::codec::put_header(&mut out, &n.forwarded_for, &info.peer_ip_header);
+        upstream::codec::put_header(&mut out, &n.forwarded_proto, proto);
+        if let Some(t) = &info.tls {
+            let mut fields = vec![
+                (&n.ja3, &t.ja3),
+                (&n.ja3_hash, &t.ja3_hash),
+                (&n.ja4, &t.ja4),
+                (&n.ja4_r, &t.ja4_r),
+            ];
+            if let Some(r) = &t.rtt {
+                fields.extend([(&n.tcp_rtt, &r.tcp_header), (&n.tls_rtt, &r.tls_header)]);
+            }
+            for (name, value) in fields {
+                if let Some(name) = name {
+                    upstream::codec::put_header(&mut out, name, value);
+                }
+            }
+        }
+        out.into_boxed_slice()
+    }
+
     /// Sends `req` upstream with its headers rewritten and returns the response, whose body
     /// streams through. `extra` headers (e.g. the gate's flags) are added after client copies
     /// of every reserved header are left out. The request is borrowed, not taken: an async
@@ -236,30 +267,14 @@ impl Forwarder {
         // any); the rest of the rewriting happens as the head is written.
         headers::strip_hop_by_hop(req.headers_mut());
         let n = &*self.names;
-        let proto = if info.tls.is_some() {
-            &n.https
-        } else {
-            &n.http
-        };
-        let mut add: SmallVec<[(&HeaderName, &HeaderValue); 16]> = SmallVec::new();
-        add.push((&n.forwarded_for, &info.peer_ip_header));
-        add.push((&n.forwarded_proto, proto));
-        if let Some(t) = &info.tls {
-            let tls = [
-                (&n.ja3, &t.ja3),
-                (&n.ja3_hash, &t.ja3_hash),
-                (&n.ja4, &t.ja4),
-                (&n.ja4_r, &t.ja4_r),
-            ];
-            add.extend(tls.into_iter().filter_map(|(k, v)| Some((k.as_ref()?, v))));
-            if let Some(r) = &t.rtt {
-                let rtt = [(&n.tcp_rtt, &r.tcp_header), (&n.tls_rtt, &r.tls_header)];
-                add.extend(rtt.into_iter().filter_map(|(k, v)| Some((k.as_ref()?, v))));
-            }
-        }
-        add.extend(extra.iter().map(|(k, v)| (k, v)));
+        let fixed = info
+            .upstream_fields
+            .get_or_init(|| self.connection_fields(info));
+        let add: SmallVec<[(&HeaderName, &HeaderValue); 8]> =
+            extra.iter().map(|(k, v)| (k, v)).collect();
         let drop = |name: &HeaderName| n.is_reserved(name);
         let edits = HeadEdits {
+            fixed,
             add: &add,
             drop: &drop,
         };

@@ -21,6 +21,10 @@ pub struct ConnInfo {
     pub peer_ip_header: HeaderValue,
     /// TLS facts; `None` on the plaintext listener.
     pub tls: Option<TlsInfo>,
+    /// The headers the proxy adds for the upstream that are the same for every request of the
+    /// connection (`X-Forwarded-*`, TLS fingerprints, round trips), encoded once by the
+    /// forwarder at the first request as `name: value\r\n` lines.
+    pub upstream_fields: OnceLock<Box<[u8]>>,
     /// The HTTP/2 (Akamai) fingerprint, set by the connection's tap before the first request
     /// is dispatched; empty on HTTP/1.1.
     pub h2: Arc<OnceLock<H2Fingerprint>>,
@@ -39,6 +43,7 @@ impl ConnInfo {
             local,
             peer_ip_header: header_value(peer.ip().to_canonical().to_string()),
             tls,
+            upstream_fields: OnceLock::new(),
             h2: Arc::new(OnceLock::new()),
         }
     }

@@ -44,14 +44,18 @@ pub enum RequestFraming {
 /// Headers the proxy changes on the way upstream, applied while the head is written, so the
 /// client's `HeaderMap` is never edited (each insert or removal there hashes and may grow it).
 pub struct HeadEdits<'a> {
-    /// Written after the client's headers.
+    /// Header lines already encoded (`name: value\r\n` each, as [`put_header`] writes them),
+    /// written after the client's headers: those that are the same for a whole connection.
+    pub fixed: &'a [u8],
+    /// Written after `fixed`.
     pub add: &'a [(&'a HeaderName, &'a HeaderValue)],
     /// Client headers left out.
     pub drop: &'a (dyn Fn(&HeaderName) -> bool + Sync),
 }
 
 /// Writes the request head: request line in origin form, `Host` first, the client's headers
-/// less `Host` and those `edits` drop, the added ones, the framing header, the blank line.
+/// less `Host` and those `edits` drop, the fixed and added ones, the framing header, the blank
+/// line.
 pub fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
@@ -80,6 +84,7 @@ pub fn encode_head(
         }
         put_header(out, name, value);
     }
+    out.extend_from_slice(edits.fixed);
     for (name, value) in edits.add {
         put_header(out, name, value);
     }
@@ -95,7 +100,8 @@ pub fn encode_head(
     out.extend_from_slice(b"\r\n");
 }
 
-fn put_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+/// Writes one header line.
+pub fn put_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());

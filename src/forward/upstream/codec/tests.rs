@@ -13,6 +13,7 @@ fn final_head(text: &str) -> (ResponseHead, usize) {
 }
 
 const NO_EDITS: HeadEdits<'static> = HeadEdits {
+    fixed: &[],
     add: &[],
     drop: &|_| false,
 };
@@ -49,6 +50,7 @@ fn edits_drop_client_headers_and_add_the_proxys() {
     let ip = HeaderValue::from_static("192.0.2.1");
     let drop = |n: &HeaderName| n == "x-forwarded-for";
     let edits = HeadEdits {
+        fixed: b"x-fixed: f\r\n",
         add: &[(&xff, &ip)],
         drop: &drop,
     };
@@ -65,7 +67,7 @@ fn edits_drop_client_headers_and_add_the_proxys() {
     );
     assert_eq!(
         String::from_utf8(out).expect("utf8"),
-        "GET / HTTP/1.1\r\nhost: up\r\naccept: */*\r\nx-forwarded-for: 192.0.2.1\r\n\r\n"
+        "GET / HTTP/1.1\r\nhost: up\r\naccept: */*\r\nx-fixed: f\r\nx-forwarded-for: 192.0.2.1\r\n\r\n"
     );
 }
 
