@@ -314,3 +314,69 @@ rate = "2/1h"
         .starts_with("h1_"));
     proxy.stop().await;
 }
+
+/// The gate reuses a connection's last plan while the facts and the policy stay the same
+/// (`gate::PlanCache`): on one HTTP/2 connection, another account gets its own layer, and a
+/// reloaded policy applies from the next request on, not from the next connection.
+#[tokio::test]
+async fn one_connection_follows_its_facts_and_a_reload() {
+    let up = start_mock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.toml");
+    let head = format!("[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://{up}\"\n");
+    let policy = |v: &str, rate: &str| {
+        format!("{head}[policy]\nversion = \"{v}\"\n[[policy.rules]]\nname = \"{v}\"\nkey = [\"account\"]\nlimit = \"rate\"\nrate = \"{rate}\"\n")
+    };
+    std::fs::write(&path, policy("v1", "1/1h")).expect("write");
+    let cfg = portcullis::config::Config::load(&path).expect("config");
+    let proxy = portcullis::server::Proxy::bind(cfg).await.expect("bind");
+    let gate = proxy.gate();
+    let addr = proxy.local_addr();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(proxy.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let tls = tls_connect(addr, client_tls(&[b"h2"])).await.expect("tls");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut get = |key: &'static str| {
+        let req = http::Request::get("https://localhost/v1/echo")
+            .header("x-api-key", key)
+            .body(Empty::<Bytes>::new())
+            .expect("req");
+        let sent = send.send_request(req);
+        async move {
+            let resp = sent.await.expect("resp");
+            let status = resp.status().as_u16();
+            let _ = resp.into_body().collect().await;
+            status
+        }
+    };
+    assert_eq!(get("sk-a").await, 200);
+    assert_eq!(get("sk-a").await, 429, "the second request of sk-a");
+    assert_eq!(get("sk-b").await, 200, "another account, another layer");
+    assert_eq!(get("sk-a").await, 429);
+
+    std::fs::write(&path, policy("v2", "1000/1h")).expect("write");
+    let swapped = eventually(Duration::from_secs(10), || {
+        let gate = gate.clone();
+        async move { gate.policy_version() == "v2" }
+    })
+    .await;
+    assert!(swapped, "file change reloaded the policy");
+    for i in 0..3 {
+        assert_eq!(
+            get("sk-a").await,
+            200,
+            "request {i} under the reloaded policy"
+        );
+    }
+    let _ = stop_tx.send(());
+    let _ = run.await;
+}

@@ -50,6 +50,84 @@ pub struct RequestFacts<'a> {
     pub relay: Option<bool>,
 }
 
+/// An owned copy of [`RequestFacts`]: kept beside a plan made from them (the gate's
+/// per-connection plan cache), it tells whether the next request's facts are the same, and so
+/// whether that plan is its plan too ([`Policy::plan`] depends on the policy and the facts
+/// alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactsKey {
+    account: Option<AccountId>,
+    ip: IpAddr,
+    /// JA3 hash, JA4.
+    tls: [Option<Box<str>>; 2],
+    /// Method, path.
+    request: [Box<str>; 2],
+    /// User agent, header fingerprint, HTTP/2 fingerprint.
+    client: [Option<Box<str>>; 3],
+    claim: Option<super::Claim>,
+    relay: Option<bool>,
+}
+
+/// Every fact of a request, borrowed, grouped as in [`FactsKey`].
+type FactParts<'a> = (
+    Option<AccountId>,
+    IpAddr,
+    [Option<&'a str>; 2],
+    [&'a str; 2],
+    [Option<&'a str>; 3],
+    Option<super::Claim>,
+    Option<bool>,
+);
+
+fn parts<'a>(f: &RequestFacts<'a>) -> FactParts<'a> {
+    // Destructured, so that a new field of `RequestFacts` cannot be forgotten here.
+    let RequestFacts {
+        account,
+        ip,
+        ja3_hash,
+        ja4,
+        method,
+        path,
+        user_agent,
+        header_fp,
+        h2_fp,
+        claim,
+        relay,
+    } = *f;
+    let tls = [ja3_hash, ja4];
+    let client = [user_agent, header_fp, h2_fp];
+    (account, ip, tls, [method, path], client, claim, relay)
+}
+
+impl FactsKey {
+    pub fn new(f: &RequestFacts<'_>) -> Self {
+        let p = parts(f);
+        Self {
+            account: p.0,
+            ip: p.1,
+            tls: p.2.map(|v| v.map(Box::from)),
+            request: p.3.map(Box::from),
+            client: p.4.map(|v| v.map(Box::from)),
+            claim: p.5,
+            relay: p.6,
+        }
+    }
+
+    /// Whether `f` holds the same facts.
+    pub fn matches(&self, f: &RequestFacts<'_>) -> bool {
+        let mine: FactParts<'_> = (
+            self.account,
+            self.ip,
+            self.tls.each_ref().map(|v| v.as_deref()),
+            self.request.each_ref().map(|v| &**v),
+            self.client.each_ref().map(|v| v.as_deref()),
+            self.claim,
+            self.relay,
+        );
+        mine == parts(f)
+    }
+}
+
 /// The ops to evaluate for one request, and (privately) where each came from.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {

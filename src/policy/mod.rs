@@ -31,7 +31,7 @@ use std::fmt;
 use toml_edit::ImDocument;
 
 pub use claims::{Claim, Layers};
-pub use decide::{Decision, Early, Hit, Plan, RateLimitHeaders, RequestFacts, Verdict};
+pub use decide::{Decision, Early, FactsKey, Hit, Plan, RateLimitHeaders, RequestFacts, Verdict};
 pub use identity::AccountId;
 pub use types::{
     Action, CidrSet, Conditions, CountOf, Identity, KeyPart, KnownClient, Limit, Lists,

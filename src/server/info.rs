@@ -25,6 +25,8 @@ pub struct ConnInfo {
     /// connection (`X-Forwarded-*`, TLS fingerprints, round trips), encoded once by the
     /// forwarder at the first request as `name: value\r\n` lines.
     pub upstream_fields: OnceLock<Box<[u8]>>,
+    /// The gate's last plan on this connection ([`crate::gate::PlanCache`]).
+    pub plan_cache: crate::gate::PlanCache,
     /// The HTTP/2 (Akamai) fingerprint, set by the connection's tap before the first request
     /// is dispatched; empty on HTTP/1.1.
     pub h2: Arc<OnceLock<H2Fingerprint>>,
@@ -44,6 +46,7 @@ impl ConnInfo {
             peer_ip_header: header_value(peer.ip().to_canonical().to_string()),
             tls,
             upstream_fields: OnceLock::new(),
+            plan_cache: crate::gate::PlanCache::default(),
             h2: Arc::new(OnceLock::new()),
         }
     }

@@ -202,3 +202,66 @@ fn siphash24_matches_the_reference_vector() {
     let h = crate::policy::decide::siphash24(0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908, &msg);
     assert_eq!(h, 0xa129_ca61_49be_45e5);
 }
+
+#[test]
+fn facts_key_matches_only_the_same_facts() {
+    let base = facts();
+    let key = FactsKey::new(&base);
+    assert!(key.matches(&base));
+    let h2 = "abcdef012345";
+    let claim = Claim {
+        client: 0,
+        mismatch: Layers::JA4,
+    };
+    // Every fact on its own: a plan made for `base` is not the plan of any of these.
+    let others = [
+        RequestFacts {
+            account: None,
+            ..base
+        },
+        RequestFacts {
+            ip: ip("203.0.113.78"),
+            ..base
+        },
+        RequestFacts {
+            ja3_hash: None,
+            ..base
+        },
+        RequestFacts {
+            ja4: Some(JA4_OTHER),
+            ..base
+        },
+        RequestFacts {
+            method: "GET",
+            ..base
+        },
+        RequestFacts {
+            path: "/v1/messages/count_tokens",
+            ..base
+        },
+        RequestFacts {
+            user_agent: Some("python-httpx/0.28.0"),
+            ..base
+        },
+        RequestFacts {
+            header_fp: Some("h1_0123456789ab"),
+            ..base
+        },
+        RequestFacts {
+            h2_fp: Some(h2),
+            ..base
+        },
+        RequestFacts {
+            claim: Some(claim),
+            ..base
+        },
+        RequestFacts {
+            relay: Some(false),
+            ..base
+        },
+    ];
+    for (i, other) in others.iter().enumerate() {
+        assert!(!key.matches(other), "fact {i} differs");
+        assert!(FactsKey::new(other).matches(other));
+    }
+}
