@@ -28,6 +28,8 @@ pub struct ActivePolicy {
     pub secret: Secret,
     /// Per `[[policy.clients]]` entry, in order: what each claimed request needs, built once.
     clients: Vec<ClientSignals>,
+    /// `identity.api_key_headers`, parsed once: a lookup by `&str` parses the name each time.
+    key_headers: Vec<HeaderName>,
 }
 
 /// A known client's upstream header value and claim counters.
@@ -57,7 +59,15 @@ impl ActivePolicy {
                 }
             })
             .collect();
+        // Validated header names; one that did not parse would never be found anyway.
+        let key_headers = policy
+            .identity()
+            .api_key_headers()
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
         Self {
+            key_headers,
             policy,
             secret,
             clients,
@@ -243,6 +253,7 @@ impl Gate {
         }
         let headers = req.headers();
         let account = extract_api_key(policy.identity(), |name| {
+            let name = active.key_headers.iter().find(|n| n.as_str() == name)?;
             headers.get(name).and_then(|v| v.to_str().ok())
         })
         .map(|key| account_id(active.secret.as_bytes(), key));
@@ -335,7 +346,7 @@ impl Gate {
                 }
             }
         };
-        let decision: Decision = policy.decide(&plan, &eval);
+        let mut decision: Decision = policy.decide(&plan, &eval);
         for h in &decision.hits {
             // Labels come from the policy file (bounded), never from traffic.
             let shadow = if h.shadow { "true" } else { "false" };
@@ -361,12 +372,30 @@ impl Gate {
                 status,
                 &decision.hits,
             );
-            push(&mut response_headers, evidence::DECISION_ID_HEADER, &id);
-            push(&mut upstream_extra, evidence::DECISION_ID_HEADER, &id);
+            push(
+                &mut response_headers,
+                const { HeaderName::from_static(evidence::DECISION_ID_HEADER) },
+                &id,
+            );
+            push(
+                &mut upstream_extra,
+                const { HeaderName::from_static(evidence::DECISION_ID_HEADER) },
+                &id,
+            );
         }
-        if let Some(rl) = &decision.ratelimit {
-            push(&mut response_headers, "ratelimit-policy", &rl.policy);
-            push(&mut response_headers, "ratelimit", &rl.ratelimit);
+        if let Some(rl) = decision.ratelimit.take() {
+            // The strings become the values as they are (checked, not copied).
+            for (name, value) in [
+                (
+                    const { HeaderName::from_static("ratelimit-policy") },
+                    rl.policy,
+                ),
+                (const { HeaderName::from_static("ratelimit") }, rl.ratelimit),
+            ] {
+                if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+                    response_headers.push((name, v));
+                }
+            }
         }
         match decision.verdict {
             Verdict::Allow => {
@@ -553,7 +582,11 @@ fn signal_headers(active: &ActivePolicy, f: &RequestFacts<'_>) -> Vec<(HeaderNam
         out.push((HeaderName::from_static(CLAIM_HEADER), s.name.clone()));
         if c.is_mismatch() {
             s.mismatched.increment(1);
-            push(&mut out, CLAIM_MISMATCH_HEADER, &c.mismatch.join());
+            push(
+                &mut out,
+                const { HeaderName::from_static(CLAIM_MISMATCH_HEADER) },
+                &c.mismatch.join(),
+            );
         } else {
             s.matched.increment(1);
         }
@@ -568,9 +601,11 @@ fn signal_headers(active: &ActivePolicy, f: &RequestFacts<'_>) -> Vec<(HeaderNam
     out
 }
 
-fn push(out: &mut Vec<(HeaderName, HeaderValue)>, name: &'static str, value: &str) {
+/// `name` from a constant (`const { HeaderName::from_static(..) }`): checked at compile time,
+/// not on every request.
+fn push(out: &mut Vec<(HeaderName, HeaderValue)>, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::try_from(value) {
-        out.push((HeaderName::from_static(name), v));
+        out.push((name, v));
     }
 }
 
@@ -580,7 +615,11 @@ fn flag_headers(
 ) -> Vec<(HeaderName, HeaderValue)> {
     let mut names: Vec<&str> = hits.iter().map(|h| &*h.rule).collect();
     names.dedup();
-    push(&mut out, FLAG_HEADER, &names.join(","));
+    push(
+        &mut out,
+        const { HeaderName::from_static(FLAG_HEADER) },
+        &names.join(","),
+    );
     out
 }
 

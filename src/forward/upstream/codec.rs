@@ -209,7 +209,9 @@ pub fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, 
         }
     }
     let bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for what the proxy adds on the way back (RateLimit headers, a decision id): growing
+    // the map would rehash it.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
     for (name, from, to) in spans {
         let value = HeaderValue::from_maybe_shared(bytes.slice(from..to))
             .map_err(|_| WireError::Head("header value"))?;
