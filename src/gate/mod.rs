@@ -325,7 +325,7 @@ impl Gate {
                 lease: Lease::none(),
             })
         } else {
-            self.store.evaluate(&plan.ops).await
+            self.store.evaluate_memo(&plan.ops, &plan.memo).await
         };
         let eval = match evaluated {
             Ok(e) => e,

@@ -14,6 +14,7 @@ pub mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -132,8 +133,53 @@ pub enum StoreError {
 }
 
 /// Where limit state lives. Implementations must be all-or-nothing per call (see module docs).
+/// What a store derives from a list of ops that is evaluated again and again (the gate's
+/// per-connection plan): the local store keeps each op's hashed id and member here instead of
+/// hashing the keys on every request. Tagged with the store instance that filled it; a copy
+/// starts empty.
+#[derive(Default)]
+pub struct OpsMemo(OnceLock<(u64, Box<[(u64, u64)]>)>);
+
+impl OpsMemo {
+    /// What store instance `owner` left here, if it filled this memo.
+    pub fn get(&self, owner: u64) -> Option<&[(u64, u64)]> {
+        self.0
+            .get()
+            .filter(|(o, _)| *o == owner)
+            .map(|(_, ids)| &**ids)
+    }
+
+    /// Fills the memo for `owner` unless it is already filled (by any store).
+    pub fn fill(&self, owner: u64, ids: Box<[(u64, u64)]>) {
+        let _ = self.0.set((owner, ids));
+    }
+}
+
+impl Clone for OpsMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for OpsMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpsMemo")
+    }
+}
+
 pub trait CounterStore: Send + Sync + 'static {
     fn evaluate<'a>(&'a self, ops: &'a [OpSpec]) -> BoxFuture<'a, Result<Evaluation, StoreError>>;
+
+    /// [`evaluate`](Self::evaluate) for ops that come back again and again with the same
+    /// `memo`, where the store may keep what it derives from them.
+    fn evaluate_memo<'a>(
+        &'a self,
+        ops: &'a [OpSpec],
+        memo: &'a OpsMemo,
+    ) -> BoxFuture<'a, Result<Evaluation, StoreError>> {
+        let _ = memo;
+        self.evaluate(ops)
+    }
     /// Keys currently held in memory by this store (for the bounded-memory checks and metrics).
     fn resident_keys(&self) -> usize;
     /// Whether the store can answer now (readiness). In-memory stores always can.

@@ -136,6 +136,8 @@ pub struct Plan {
     /// Hits decided without a counter: `match` rules, and deny-list hits in global shadow mode
     /// (not enforced, so planning went on).
     pre_hits: Vec<Hit>,
+    /// For the counter store, when the plan is evaluated again (a cached plan).
+    pub memo: crate::limit::OpsMemo,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -89,13 +89,16 @@ mod shard;
 mod tests;
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use siphasher::sip::SipHasher13;
 use smallvec::SmallVec;
 
-use super::{BoxFuture, Clock, CounterStore, Evaluation, Lease, Op, OpSpec, Outcome, StoreError};
+use super::{
+    BoxFuture, Clock, CounterStore, Evaluation, Lease, Op, OpSpec, OpsMemo, Outcome, StoreError,
+};
 use distinct::{Geometry, View};
 use shard::Shard;
 
@@ -128,6 +131,8 @@ pub struct LocalStore {
 }
 
 struct Inner {
+    /// This store among every store of the process, for [`OpsMemo`].
+    instance: u64,
     shards: Box<[Mutex<Shard>]>,
     /// SipHash key for ids and members.
     k0: u64,
@@ -195,7 +200,10 @@ impl Inner {
                 member = mh.finish();
             }
         }
-        let id = h.finish();
+        self.step_of(h.finish(), member)
+    }
+
+    fn step_of(&self, id: u64, member: u64) -> Step {
         Step {
             id,
             member,
@@ -229,17 +237,44 @@ impl LocalStore {
         let shards = (0..n)
             .map(|i| Mutex::new(Shard::new(max_keys / n + usize::from(i < max_keys % n))))
             .collect();
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
         Self {
             clock,
-            inner: Arc::new(Inner { shards, k0, k1 }),
+            inner: Arc::new(Inner {
+                instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+                shards,
+                k0,
+                k1,
+            }),
         }
     }
 
     /// Evaluate one request's ops at the clock's current time (see the module docs).
     pub fn evaluate_now(&self, ops: &[OpSpec]) -> Evaluation {
+        self.evaluate_memo_now(ops, None)
+    }
+
+    /// [`evaluate_now`](Self::evaluate_now), taking each op's id and member from `memo` when
+    /// this store filled it, and filling it otherwise.
+    pub fn evaluate_memo_now(&self, ops: &[OpSpec], memo: Option<&OpsMemo>) -> Evaluation {
         let inner = &*self.inner;
-        let mut steps: SmallVec<[Step; INLINE_OPS]> =
-            ops.iter().map(|spec| inner.step(&spec.op)).collect();
+        let remembered = memo
+            .and_then(|m| m.get(inner.instance))
+            .filter(|ids| ids.len() == ops.len());
+        let mut steps: SmallVec<[Step; INLINE_OPS]> = match remembered {
+            Some(ids) => ids.iter().map(|&(id, m)| inner.step_of(id, m)).collect(),
+            None => {
+                let steps: SmallVec<[Step; INLINE_OPS]> =
+                    ops.iter().map(|spec| inner.step(&spec.op)).collect();
+                if let Some(m) = memo {
+                    m.fill(
+                        inner.instance,
+                        steps.iter().map(|s| (s.id, s.member)).collect(),
+                    );
+                }
+                steps
+            }
+        };
 
         let mut mask = 0u32;
         for s in &steps {
@@ -480,6 +515,16 @@ fn check(
 impl CounterStore for LocalStore {
     fn evaluate<'a>(&'a self, ops: &'a [OpSpec]) -> BoxFuture<'a, Result<Evaluation, StoreError>> {
         Box::pin(std::future::ready(Ok(self.evaluate_now(ops))))
+    }
+
+    fn evaluate_memo<'a>(
+        &'a self,
+        ops: &'a [OpSpec],
+        memo: &'a OpsMemo,
+    ) -> BoxFuture<'a, Result<Evaluation, StoreError>> {
+        Box::pin(std::future::ready(Ok(
+            self.evaluate_memo_now(ops, Some(memo))
+        )))
     }
 
     fn resident_keys(&self) -> usize {

@@ -507,3 +507,31 @@ fn a_million_keys_stay_bounded() {
         }
     }
 }
+
+#[test]
+fn a_memo_gives_the_same_counters_and_belongs_to_one_store() {
+    let ops = [
+        rate("r", 1_000, 1, 1),
+        conc("c", 8),
+        distinct("d", 42, 100, 3_600),
+    ];
+    let memo = crate::limit::OpsMemo::default();
+    let (a, _) = store(1_000);
+    let (plain, _) = store(1_000);
+    // Filled on the first call, used on the second: the same outcomes and the same keys as
+    // a store that hashes every time.
+    for round in 0..2 {
+        let with = a.evaluate_memo_now(&ops, Some(&memo));
+        let without = plain.evaluate_now(&ops);
+        assert_eq!(with.outcomes, without.outcomes, "round {round}");
+        assert_eq!(a.snapshot(), plain.snapshot(), "round {round}");
+    }
+    // Another store (another hash key) never takes `a`'s ids from the memo.
+    let clock = ManualClock::default();
+    let b = LocalStore::with_seed(Arc::new(clock.clone()), LocalBounds { max_keys: 1_000 }, 7);
+    let b_plain = LocalStore::with_seed(Arc::new(clock), LocalBounds { max_keys: 1_000 }, 7);
+    let _ = b.evaluate_memo_now(&ops, Some(&memo));
+    let _ = b_plain.evaluate_now(&ops);
+    assert_eq!(b.snapshot(), b_plain.snapshot());
+    assert_ne!(b.snapshot(), a.snapshot(), "the two stores key differently");
+}
