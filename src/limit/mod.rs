@@ -138,7 +138,10 @@ pub enum StoreError {
 /// hashing the keys on every request. Tagged with the store instance that filled it; a copy
 /// starts empty.
 #[derive(Default)]
-pub struct OpsMemo(OnceLock<(u64, Box<[(u64, u64)]>)>);
+pub struct OpsMemo(OnceLock<(u64, MemoIds)>);
+
+/// Per op, in order: the store's id for it and its member hash.
+type MemoIds = Box<[(u64, u64)]>;
 
 impl OpsMemo {
     /// What store instance `owner` left here, if it filled this memo.
@@ -150,7 +153,7 @@ impl OpsMemo {
     }
 
     /// Fills the memo for `owner` unless it is already filled (by any store).
-    pub fn fill(&self, owner: u64, ids: Box<[(u64, u64)]>) {
+    pub fn fill(&self, owner: u64, ids: MemoIds) {
         let _ = self.0.set((owner, ids));
     }
 }
