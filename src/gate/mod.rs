@@ -324,6 +324,8 @@ impl Gate {
                 blocked: false,
                 lease: Lease::none(),
             })
+        } else if let Some(e) = self.store.evaluate_ready(&plan.ops, &plan.memo) {
+            Ok(e)
         } else {
             self.store.evaluate_memo(&plan.ops, &plan.memo).await
         };

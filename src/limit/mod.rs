@@ -183,6 +183,13 @@ pub trait CounterStore: Send + Sync + 'static {
         let _ = memo;
         self.evaluate(ops)
     }
+
+    /// The evaluation at once, for a store that needs no IO (the local store): the caller
+    /// then boxes and awaits no future. `None`: use [`evaluate_memo`](Self::evaluate_memo).
+    fn evaluate_ready(&self, ops: &[OpSpec], memo: &OpsMemo) -> Option<Evaluation> {
+        let _ = (ops, memo);
+        None
+    }
     /// Keys currently held in memory by this store (for the bounded-memory checks and metrics).
     fn resident_keys(&self) -> usize;
     /// Whether the store can answer now (readiness). In-memory stores always can.

@@ -527,6 +527,10 @@ impl CounterStore for LocalStore {
         )))
     }
 
+    fn evaluate_ready(&self, ops: &[OpSpec], memo: &OpsMemo) -> Option<Evaluation> {
+        Some(self.evaluate_memo_now(ops, Some(memo)))
+    }
+
     fn resident_keys(&self) -> usize {
         self.inner.shards.iter().map(|s| lock(s).len()).sum()
     }
