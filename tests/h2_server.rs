@@ -13,31 +13,13 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 async fn h2_client(addr: SocketAddr, stream_window: Option<u32>) -> SendRequest<Empty<Bytes>> {
     h2_client_and_conn(addr, stream_window).await.0
-}
-
-/// The client and its connection task, which ends when the connection closes.
-async fn h2_client_and_conn(
-    addr: SocketAddr,
-    stream_window: Option<u32>,
-) -> (SendRequest<Empty<Bytes>>, tokio::task::JoinHandle<()>) {
-    let tls = tls_connect(addr, client_tls(&[b"h2"])).await.expect("tls");
-    let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-    if let Some(w) = stream_window {
-        b.initial_stream_window_size(w)
-            .initial_connection_window_size(w);
-    }
-    let (send, conn) = b.handshake(TokioIo::new(tls)).await.expect("h2 handshake");
-    let conn = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    (send, conn)
 }
 
 fn get(path: &str) -> http::Request<Empty<Bytes>> {

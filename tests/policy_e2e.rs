@@ -337,14 +337,7 @@ async fn one_connection_follows_its_facts_and_a_reload() {
         let _ = stop_rx.await;
     }));
 
-    let tls = tls_connect(addr, client_tls(&[b"h2"])).await.expect("tls");
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        TokioIo::new(tls),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
+    let (mut send, _conn) = h2_client_and_conn(addr, None).await;
     let mut get = |key: &'static str| {
         let req = http::Request::get("https://localhost/v1/echo")
             .header("x-api-key", key)

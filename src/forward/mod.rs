@@ -22,7 +22,6 @@ use crate::server::info::ConnInfo;
 use body::ProxyBody;
 use error::ProxyError;
 use http_body_util::BodyExt;
-use smallvec::SmallVec;
 use upstream::{HeadEdits, Upstream, UpstreamSettings, UpstreamTls};
 
 #[derive(Debug, thiserror::Error)]
@@ -270,12 +269,10 @@ impl Forwarder {
         let fixed = info
             .upstream_fields
             .get_or_init(|| self.connection_fields(info));
-        let add: SmallVec<[(&HeaderName, &HeaderValue); 8]> =
-            extra.iter().map(|(k, v)| (k, v)).collect();
         let drop = |name: &HeaderName| n.is_reserved(name);
         let edits = HeadEdits {
             fixed,
-            add: &add,
+            add: &extra,
             drop: &drop,
         };
 

@@ -327,7 +327,7 @@ impl Gate {
         } else if let Some(e) = self.store.evaluate_ready(&plan.ops, &plan.memo) {
             Ok(e)
         } else {
-            self.store.evaluate_memo(&plan.ops, &plan.memo).await
+            self.store.evaluate(&plan.ops).await
         };
         let eval = match evaluated {
             Ok(e) => e,

@@ -173,19 +173,10 @@ impl std::fmt::Debug for OpsMemo {
 pub trait CounterStore: Send + Sync + 'static {
     fn evaluate<'a>(&'a self, ops: &'a [OpSpec]) -> BoxFuture<'a, Result<Evaluation, StoreError>>;
 
-    /// [`evaluate`](Self::evaluate) for ops that come back again and again with the same
-    /// `memo`, where the store may keep what it derives from them.
-    fn evaluate_memo<'a>(
-        &'a self,
-        ops: &'a [OpSpec],
-        memo: &'a OpsMemo,
-    ) -> BoxFuture<'a, Result<Evaluation, StoreError>> {
-        let _ = memo;
-        self.evaluate(ops)
-    }
-
-    /// The evaluation at once, for a store that needs no IO (the local store): the caller
-    /// then boxes and awaits no future. `None`: use [`evaluate_memo`](Self::evaluate_memo).
+    /// The evaluation at once, for a store that needs no IO (the local store), which may keep
+    /// what it derives from `ops` in `memo` (they come back with it while a connection reuses
+    /// its plan): the caller then boxes and awaits no future. `None`: use
+    /// [`evaluate`](Self::evaluate).
     fn evaluate_ready(&self, ops: &[OpSpec], memo: &OpsMemo) -> Option<Evaluation> {
         let _ = (ops, memo);
         None

@@ -141,6 +141,27 @@ pub async fn tls_connect(
         .await
 }
 
+/// An HTTP/2 client over a new rustls connection (ALPN `h2`), optionally with its windows set.
+pub async fn h2_client_and_conn(
+    addr: SocketAddr,
+    stream_window: Option<u32>,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let tls = tls_connect(addr, client_tls(&[b"h2"])).await.expect("tls");
+    let mut b = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    if let Some(w) = stream_window {
+        b.initial_stream_window_size(w)
+            .initial_connection_window_size(w);
+    }
+    let (send, conn) = b.handshake(TokioIo::new(tls)).await.expect("h2 handshake");
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (send, conn)
+}
+
 /// One HTTP/1.1 GET over a new rustls connection; returns status, headers and body.
 pub async fn https_get(
     addr: SocketAddr,

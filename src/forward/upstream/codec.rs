@@ -48,7 +48,7 @@ pub struct HeadEdits<'a> {
     /// written after the client's headers: those that are the same for a whole connection.
     pub fixed: &'a [u8],
     /// Written after `fixed`.
-    pub add: &'a [(&'a HeaderName, &'a HeaderValue)],
+    pub add: &'a [(HeaderName, HeaderValue)],
     /// Client headers left out.
     pub drop: &'a (dyn Fn(&HeaderName) -> bool + Sync),
 }

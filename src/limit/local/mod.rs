@@ -517,16 +517,6 @@ impl CounterStore for LocalStore {
         Box::pin(std::future::ready(Ok(self.evaluate_now(ops))))
     }
 
-    fn evaluate_memo<'a>(
-        &'a self,
-        ops: &'a [OpSpec],
-        memo: &'a OpsMemo,
-    ) -> BoxFuture<'a, Result<Evaluation, StoreError>> {
-        Box::pin(std::future::ready(Ok(
-            self.evaluate_memo_now(ops, Some(memo))
-        )))
-    }
-
     fn evaluate_ready(&self, ops: &[OpSpec], memo: &OpsMemo) -> Option<Evaluation> {
         Some(self.evaluate_memo_now(ops, Some(memo)))
     }

@@ -51,7 +51,7 @@ fn edits_drop_client_headers_and_add_the_proxys() {
     let drop = |n: &HeaderName| n == "x-forwarded-for";
     let edits = HeadEdits {
         fixed: b"x-fixed: f\r\n",
-        add: &[(&xff, &ip)],
+        add: &[(xff, ip)],
         drop: &drop,
     };
     let mut out = Vec::new();
