@@ -49,6 +49,9 @@ fi
 
 SIM=()
 [[ ${CACHE_SIM:-0} == 1 ]] && SIM=(--cache-sim=yes --branch-sim=yes)
+# VG_ARGS: more callgrind options, e.g. "--dump-instr=yes" for scripts/cg-atomics.py.
+read -r -a EXTRA <<< "${VG_ARGS:-}"
+SIM+=("${EXTRA[@]}")
 
 # The event totals of the proxy for $1 requests (Ir first).
 instructions() {

@@ -2,7 +2,8 @@
 //! `/healthz` (the process answers) and `/readyz` (listeners up and not shutting down).
 //!
 //! Metrics go through the `metrics` facade; `metrics-exporter-prometheus` renders them. Its own
-//! HTTP listener is not used, so one hyper server serves every admin path.
+//! HTTP listener is not used, so one hyper server serves every admin path. The few that every
+//! request updates are counted per thread instead ([`hot`]) and rendered after them.
 //!
 //! Histogram samples wait in a lock-free bucket until they are folded into the histogram's
 //! counts, which the exporter does only on a render or an explicit upkeep. With no scraper (or
@@ -25,6 +26,8 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::forward::body::{full, ProxyBody};
+
+pub mod hot;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -73,10 +76,12 @@ pub fn install_metrics() {
 
 /// The current metrics in Prometheus text format.
 pub fn render_metrics() -> String {
-    match HANDLE.get() {
+    let mut out = match HANDLE.get() {
         Some(Some(h)) => h.render(),
         _ => String::new(),
-    }
+    };
+    hot::render(&mut out);
+    out
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {

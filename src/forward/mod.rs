@@ -195,26 +195,6 @@ impl Forwarder {
         })
     }
 
-    /// Adds the request's HTTP-layer fingerprints (their header values, built once per
-    /// connection or per header layout) to the headers sent upstream.
-    pub fn fingerprint_headers(
-        &self,
-        out: &mut Vec<(HeaderName, HeaderValue)>,
-        header_fp: HeaderValue,
-        h2: Option<HeaderValue>,
-        ja4h: Option<&str>,
-    ) {
-        if let Some(n) = &self.names.header_fp {
-            out.push((n.clone(), header_fp));
-        }
-        if let (Some(n), Some(v)) = (&self.names.h2, h2) {
-            out.push((n.clone(), v));
-        }
-        if let Some(v) = ja4h.and_then(|j| HeaderValue::try_from(j).ok()) {
-            out.push((HeaderName::from_static(crate::gate::JA4H_HEADER), v));
-        }
-    }
-
     /// The headers for the upstream that are the same for every request of the connection,
     /// encoded: `X-Forwarded-For`, `X-Forwarded-Proto`, the TLS fingerprints and round trips.
     fn connection_fields(&self, info: &ConnInfo) -> Box<[u8]> {
@@ -243,6 +223,14 @@ impl Forwarder {
                 }
             }
         }
+        // Known once the connection's first request is in (its frames come before it).
+        let h2 = info
+            .h2
+            .get()
+            .and_then(|h2| HeaderValue::try_from(&h2.akamai).ok());
+        if let (Some(name), Some(value)) = (&n.h2, h2) {
+            upstream::codec::put_header(&mut out, name, &value);
+        }
         out.into_boxed_slice()
     }
 
@@ -255,6 +243,7 @@ impl Forwarder {
         &self,
         req: &mut Request<B>,
         info: &ConnInfo,
+        header_fp: &str,
         extra: Vec<(HeaderName, http::HeaderValue)>,
     ) -> Result<Response<ProxyBody>, ProxyError>
     where
@@ -270,8 +259,14 @@ impl Forwarder {
             .upstream_fields
             .get_or_init(|| self.connection_fields(info));
         let drop = |name: &HeaderName| n.is_reserved(name);
+        // The header fingerprint's id (`h1_`/`h2_` and hex digits) is a valid value as it is.
+        let fp_field = n
+            .header_fp
+            .as_ref()
+            .map(|name| (name, header_fp.as_bytes()));
         let edits = HeadEdits {
             fixed,
+            fields: fp_field.as_slice(),
             add: &extra,
             drop: &drop,
         };

@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -23,11 +23,12 @@ use super::info::{ConnInfo, TlsInfo};
 use super::io::{Activity, ConnIo, TapIo};
 use super::proxy_protocol::{self, ProxyHeader};
 use super::Shared;
-use crate::fingerprint::{header_fingerprint_raw, H2Fingerprint, HeaderFp, HttpVersionTag};
+use crate::admin::hot::{self, Hist};
+use crate::fingerprint::{header_fingerprint_raw, HeaderFp, HttpVersionTag};
 use crate::fingerprint::{parse_client_hello, ClientHello, HelloError, Parsed, MAX_HELLO_BYTES};
 use crate::forward::body::{Guarded, ProxyBody};
 use crate::gate::{Pass, RequestFingerprints};
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 /// Why a connection ended before HTTP was served; the metric label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,37 +161,24 @@ fn measure_rtt(io: &ConnIo<TcpStream>) -> Option<super::info::Rtt> {
 
 /// The last header fingerprint seen on a connection. A client sends the same header layout
 /// request after request, so the raw form is compared and the SHA-256 of the id is skipped
-/// when it is unchanged (about 2,600 of the ~46,000 instructions of a small request). The
-/// upstream header values of the fingerprints are kept beside them, built once.
+/// when it is unchanged (about 2,600 of the ~46,000 instructions of a small request).
 #[derive(Default)]
 pub(super) struct LastHeaderFp {
-    last: Mutex<Option<(Arc<HeaderFp>, HeaderValue)>>,
-    /// The connection's HTTP/2 fingerprint as a header value, once it is known.
-    h2_value: OnceLock<Option<HeaderValue>>,
+    last: Mutex<Option<Arc<HeaderFp>>>,
 }
 
 impl LastHeaderFp {
-    fn get(&self, version: HttpVersionTag, raw: String) -> (Arc<HeaderFp>, HeaderValue) {
+    fn get(&self, version: HttpVersionTag, raw: String) -> Arc<HeaderFp> {
         // A panic while holding the lock leaves an `Option`, still consistent.
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         match last.as_ref() {
-            Some((fp, value)) if fp.raw == raw => (fp.clone(), value.clone()),
+            Some(fp) if fp.raw == raw => fp.clone(),
             _ => {
                 let fp = Arc::new(HeaderFp::from_raw(version, raw));
-                // The id is `h1_`/`h2_` and hex digits: always a valid value.
-                let value = HeaderValue::try_from(fp.id.as_str())
-                    .unwrap_or_else(|_| HeaderValue::from_static(""));
-                *last = Some((fp.clone(), value.clone()));
-                (fp, value)
+                *last = Some(fp.clone());
+                fp
             }
         }
-    }
-
-    fn h2_value(&self, h2: Option<&H2Fingerprint>) -> Option<HeaderValue> {
-        let h2 = h2?;
-        self.h2_value
-            .get_or_init(|| HeaderValue::try_from(h2.akamai.as_str()).ok())
-            .clone()
     }
 }
 
@@ -439,7 +427,7 @@ impl Shared {
         B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin,
         B::Error: std::fmt::Display,
     {
-        self.stats.requests.increment(1);
+        hot::count_request();
         let started = std::time::Instant::now();
         // Before any header is removed: HeaderMap keeps wire order until then.
         let tag = if req.version() == http::Version::HTTP_2 {
@@ -453,15 +441,14 @@ impl Shared {
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_bytes())),
         );
-        let (header_fp, header_fp_value) = last_fp.get(tag, raw);
+        let header_fp = last_fp.get(tag, raw);
         let fps = RequestFingerprints {
             header: &header_fp,
             h2: info.h2.get(),
             ja4h: ja4h_of(req),
         };
-        let h2_value = last_fp.h2_value(fps.h2);
         let pass = self.gate.check(req, info, &fps).await;
-        self.stats.gate_seconds.record(started.elapsed());
+        hot::record(Hist::Gate, started.elapsed());
         let (lease, upstream_headers, response_headers, delay) = match pass {
             Pass::Respond(resp) => {
                 let (parts, body) = resp.into_parts();
@@ -478,15 +465,19 @@ impl Shared {
             tokio::time::sleep(d).await;
         }
         let mut upstream_headers = upstream_headers;
-        self.forwarder.fingerprint_headers(
-            &mut upstream_headers,
-            header_fp_value,
-            h2_value,
-            fps.ja4h.as_deref(),
-        );
+        if let Some(v) = fps
+            .ja4h
+            .as_deref()
+            .and_then(|j| HeaderValue::try_from(j).ok())
+        {
+            upstream_headers.push((HeaderName::from_static(crate::gate::JA4H_HEADER), v));
+        }
         let sent = std::time::Instant::now();
-        let forwarded = self.forwarder.forward(req, info, upstream_headers).await;
-        self.stats.upstream_seconds.record(sent.elapsed());
+        let forwarded = self
+            .forwarder
+            .forward(req, info, &header_fp.id, upstream_headers)
+            .await;
+        hot::record(Hist::Upstream, sent.elapsed());
         let mut resp = match forwarded {
             Ok(r) => r,
             Err(e) => {

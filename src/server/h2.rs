@@ -10,7 +10,8 @@
 //! What it keeps from hyper's server: its window and buffer sizes, the stream limit and the
 //! header-list limit; a reset from the client cancels the request (and so the upstream
 //! exchange); response data waits for flow-control capacity before it is handed to `h2`, so a
-//! slow reader holds the upstream back instead of filling memory; connection-specific headers
+//! slow reader holds the upstream back instead of filling memory (all but the last frame: the
+//! upstream has finished, its bytes are held either way); connection-specific headers
 //! never go out (RFC 9113 §8.2.2); a response made here gets a `Date`.
 
 use std::future::{poll_fn, Future};
@@ -173,13 +174,16 @@ async fn send(mut respond: SendResponse<Bytes>, resp: Response<ProxyBody>) {
         return;
     }
     loop {
-        // The next body frame, unless the client resets the stream first.
-        let next = poll_fn(|cx: &mut Context<'_>| {
-            if tx.poll_reset(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            Pin::new(&mut body).poll_frame(cx).map(Some)
-        })
+        // The next body frame, unless the client resets the stream first. The body is asked
+        // first: a frame that is ready goes on without a look at the stream's state (each call
+        // into `h2` takes its connection lock), and `send_data` fails on a reset stream.
+        let next = poll_fn(
+            |cx: &mut Context<'_>| match Pin::new(&mut body).poll_frame(cx) {
+                Poll::Ready(frame) => Poll::Ready(Some(frame)),
+                Poll::Pending if tx.poll_reset(cx).is_ready() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        )
         .await;
         let frame = match next {
             None => return,
@@ -204,8 +208,10 @@ async fn send(mut respond: SendResponse<Bytes>, resp: Response<ProxyBody>) {
             }
         };
         let end = body.is_end_stream();
-        if !data.is_empty() {
+        if !data.is_empty() && !end {
             // Hand data to h2 only with some window: it would buffer the rest without limit.
+            // The last frame goes at once: its bytes are held until the client's window takes
+            // them either way, here or in `h2`, and the upstream exchange is already over.
             tx.reserve_capacity(data.len());
             while tx.capacity() == 0 {
                 match poll_fn(|cx| tx.poll_capacity(cx)).await {
@@ -213,7 +219,7 @@ async fn send(mut respond: SendResponse<Bytes>, resp: Response<ProxyBody>) {
                     _ => return,
                 }
             }
-        } else if !end {
+        } else if data.is_empty() && !end {
             continue;
         }
         if tx.send_data(data, end).is_err() || end {

@@ -71,11 +71,6 @@ pub struct Shared {
 /// Metric handles used per request, registered once (a macro call per request would hash the
 /// metric key every time).
 struct Stats {
-    requests: metrics::Counter,
-    /// Time from the request head to the forwarding decision (identify + policy + counters).
-    gate_seconds: metrics::Histogram,
-    /// Time from sending upstream to the upstream's response head.
-    upstream_seconds: metrics::Histogram,
     /// Per measured TLS connection: TLS round trip minus TCP round trip.
     relay_gap_seconds: metrics::Histogram,
 }
@@ -83,9 +78,6 @@ struct Stats {
 impl Stats {
     fn register() -> Self {
         Self {
-            requests: metrics::counter!("portcullis_requests_total"),
-            gate_seconds: metrics::histogram!("portcullis_gate_duration_seconds"),
-            upstream_seconds: metrics::histogram!("portcullis_upstream_duration_seconds"),
             relay_gap_seconds: metrics::histogram!("portcullis_relay_gap_seconds"),
         }
     }

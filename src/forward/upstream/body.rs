@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncReadExt;
 
@@ -91,7 +91,7 @@ impl UpstreamBody {
                     let n = usize::try_from(*left)
                         .unwrap_or(usize::MAX)
                         .min(conn.rbuf.len());
-                    out.push(conn.rbuf.split_to(n).freeze());
+                    out.push(take(&mut conn.rbuf, n));
                     *left -= n as u64;
                 }
                 if *left == 0 {
@@ -107,12 +107,29 @@ impl UpstreamBody {
             }
             State::Close => {
                 if !conn.rbuf.is_empty() {
-                    out.push(conn.rbuf.split().freeze());
+                    let n = conn.rbuf.len();
+                    out.push(take(&mut conn.rbuf, n));
                 }
             }
             State::Done => {}
         }
         Ok(())
+    }
+}
+
+/// Up to this many body bytes are copied out of the read buffer rather than split off it.
+const COPY_MAX: usize = 4096;
+
+/// The first `n` bytes of the read buffer, as a chunk of the body. A short chunk is copied:
+/// splitting would turn the buffer into a shared one, whose reference counts are atomic
+/// operations (one per split, one per drop), and the next read could no longer reuse it.
+fn take(rbuf: &mut BytesMut, n: usize) -> Bytes {
+    if n <= COPY_MAX {
+        let chunk = Bytes::copy_from_slice(&rbuf[..n]);
+        rbuf.advance(n);
+        chunk
+    } else {
+        rbuf.split_to(n).freeze()
     }
 }
 

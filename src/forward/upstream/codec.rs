@@ -7,7 +7,6 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
-use smallvec::SmallVec;
 
 /// Largest response head read from the upstream.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -47,7 +46,9 @@ pub struct HeadEdits<'a> {
     /// Header lines already encoded (`name: value\r\n` each, as [`put_header`] writes them),
     /// written after the client's headers: those that are the same for a whole connection.
     pub fixed: &'a [u8],
-    /// Written after `fixed`.
+    /// Written after `fixed`: this request's own lines, names and values (valid as they are).
+    pub fields: &'a [(&'a HeaderName, &'a [u8])],
+    /// Written after `fields`.
     pub add: &'a [(HeaderName, HeaderValue)],
     /// Client headers left out.
     pub drop: &'a (dyn Fn(&HeaderName) -> bool + Sync),
@@ -85,6 +86,9 @@ pub fn encode_head(
         put_header(out, name, value);
     }
     out.extend_from_slice(edits.fixed);
+    for (name, value) in edits.fields {
+        put_field(out, name, value);
+    }
     for (name, value) in edits.add {
         put_header(out, name, value);
     }
@@ -102,9 +106,14 @@ pub fn encode_head(
 
 /// Writes one header line.
 pub fn put_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    put_field(out, name, value.as_bytes());
+}
+
+/// Writes one header line whose value the caller knows to be valid.
+fn put_field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
     out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -190,33 +199,20 @@ pub fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, 
     if version == Version::HTTP_10 || has_token(fields, "connection", "close") {
         reusable = false;
     }
-    // Each name parsed, each value's place in the head noted; then the head leaves the buffer
-    // and the values are cut from it.
-    let start = buf.as_ptr() as usize;
-    let mut spans: SmallVec<[(HeaderName, usize, usize); 16]> = SmallVec::new();
+    // The values are copied out of the read buffer, not cut from it as shared `Bytes`: a few
+    // short copies cost less than the reference counts of a shared buffer (an atomic
+    // operation for every value, and again when it is dropped), and the buffer stays one
+    // allocation that the next read reuses. Room for what the proxy adds on the way back
+    // (RateLimit headers, a decision id): growing the map would rehash it.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 4);
     for f in fields {
         let name = HeaderName::from_bytes(f.name.as_bytes())
             .map_err(|_| WireError::Head("header name"))?;
-        // httparse's values are slices of `buf`; checked all the same, never trusted.
-        let at = (f.value.as_ptr() as usize).wrapping_sub(start);
-        let end = at.wrapping_add(f.value.len());
-        if f.value.is_empty() {
-            spans.push((name, 0, 0));
-        } else if at <= end && end <= len {
-            spans.push((name, at, end));
-        } else {
-            return Err(WireError::Head("header value"));
-        }
-    }
-    let bytes = buf.split_to(len).freeze();
-    // Room for what the proxy adds on the way back (RateLimit headers, a decision id): growing
-    // the map would rehash it.
-    let mut headers = HeaderMap::with_capacity(spans.len() + 4);
-    for (name, from, to) in spans {
-        let value = HeaderValue::from_maybe_shared(bytes.slice(from..to))
-            .map_err(|_| WireError::Head("header value"))?;
+        let value =
+            HeaderValue::from_bytes(f.value).map_err(|_| WireError::Head("header value"))?;
         headers.append(name, value);
     }
+    buf.advance(len);
     Ok(Parsed::Head {
         head: ResponseHead {
             status,

@@ -14,6 +14,7 @@ fn final_head(text: &str) -> (ResponseHead, usize) {
 
 const NO_EDITS: HeadEdits<'static> = HeadEdits {
     fixed: &[],
+    fields: &[],
     add: &[],
     drop: &|_| false,
 };
@@ -49,8 +50,10 @@ fn edits_drop_client_headers_and_add_the_proxys() {
     let xff = HeaderName::from_static("x-forwarded-for");
     let ip = HeaderValue::from_static("192.0.2.1");
     let drop = |n: &HeaderName| n == "x-forwarded-for";
+    let fp_name = HeaderName::from_static("x-fp");
     let edits = HeadEdits {
         fixed: b"x-fixed: f\r\n",
+        fields: &[(&fp_name, b"h1_0123".as_slice())],
         add: &[(xff, ip)],
         drop: &drop,
     };
@@ -67,7 +70,8 @@ fn edits_drop_client_headers_and_add_the_proxys() {
     );
     assert_eq!(
         String::from_utf8(out).expect("utf8"),
-        "GET / HTTP/1.1\r\nhost: up\r\naccept: */*\r\nx-fixed: f\r\nx-forwarded-for: 192.0.2.1\r\n\r\n"
+        "GET / HTTP/1.1\r\nhost: up\r\naccept: */*\r\nx-fixed: f\r\nx-fp: h1_0123\r\n\
+         x-forwarded-for: 192.0.2.1\r\n\r\n"
     );
 }
 
