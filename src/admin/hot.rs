@@ -1,4 +1,5 @@
-//! The metrics that every request updates, counted per thread.
+//! The metrics that every request updates, counted per thread: requests, verdicts, the gate's
+//! and the upstream's durations.
 //!
 //! Through the `metrics` facade a counter increment is an atomic read-modify-write and a
 //! histogram sample is several (the exporter's lock-free bucket, an epoch guard) plus a clock
@@ -60,8 +61,21 @@ const HISTOGRAMS: [(&str, &str); 2] = [
     ),
 ];
 
-/// Cell 0 counts requests; then the histograms, one after the other.
-const CELLS: usize = 1 + HISTOGRAMS.len() * HISTOGRAM_CELLS;
+/// The gate's verdicts (`portcullis_verdicts_total`, label `verdict`).
+#[derive(Clone, Copy, Debug)]
+pub enum Verdict {
+    Allow = 0,
+    Reject = 1,
+    Flag = 2,
+    Tarpit = 3,
+}
+
+const VERDICTS: [&str; 4] = ["allow", "reject", "flag", "tarpit"];
+
+/// Cell 0 counts requests, the next ones verdicts; then the histograms, one after the other.
+const VERDICT_BASE: usize = 1;
+const HISTOGRAM_BASE: usize = VERDICT_BASE + VERDICTS.len();
+const CELLS: usize = HISTOGRAM_BASE + HISTOGRAMS.len() * HISTOGRAM_CELLS;
 
 struct Cells([AtomicU64; CELLS]);
 
@@ -92,11 +106,16 @@ pub fn count_request() {
     LOCAL.with(|c| c.add(0, 1));
 }
 
+/// Counts one verdict of the gate.
+pub fn count_verdict(v: Verdict) {
+    LOCAL.with(|c| c.add(VERDICT_BASE + v as usize, 1));
+}
+
 /// Records one sample in a histogram.
 pub fn record(h: Hist, d: Duration) {
     let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     let bucket = BOUNDS_NS.partition_point(|&b| b < ns);
-    let base = 1 + h as usize * HISTOGRAM_CELLS;
+    let base = HISTOGRAM_BASE + h as usize * HISTOGRAM_CELLS;
     LOCAL.with(|c| {
         c.add(base + bucket, 1);
         c.add(base + HISTOGRAM_CELLS - 1, ns);
@@ -127,8 +146,19 @@ pub fn render(out: &mut String) {
          # TYPE portcullis_requests_total counter\nportcullis_requests_total {}\n",
         t[0]
     );
+    let _ = writeln!(
+        out,
+        "# HELP portcullis_verdicts_total Verdicts of the gate.\n\
+         # TYPE portcullis_verdicts_total counter"
+    );
+    for (i, v) in VERDICTS.iter().enumerate() {
+        let n = t[VERDICT_BASE + i];
+        let _ = writeln!(out, "portcullis_verdicts_total{{verdict=\"{v}\"}} {n}");
+    }
+    out.push('\n');
     for (h, (name, help)) in HISTOGRAMS.iter().enumerate() {
-        let cells = &t[1 + h * HISTOGRAM_CELLS..1 + (h + 1) * HISTOGRAM_CELLS];
+        let base = HISTOGRAM_BASE + h * HISTOGRAM_CELLS;
+        let cells = &t[base..base + HISTOGRAM_CELLS];
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0u64;
         for (bound, n) in BOUNDS_NS.iter().zip(cells) {
@@ -163,6 +193,7 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|i| {
                 std::thread::spawn(move || {
+                    count_verdict(Verdict::Tarpit);
                     for _ in 0..1000 {
                         count_request();
                         record(Hist::Gate, Duration::from_micros(70));
@@ -180,6 +211,7 @@ mod tests {
         render(&mut after);
         let delta = |series: &str| value(&after, series) - value(&before, series);
         assert_eq!(delta("portcullis_requests_total"), 4000.0);
+        assert_eq!(delta("portcullis_verdicts_total{verdict=\"tarpit\"}"), 4.0);
         let gate = "portcullis_gate_duration_seconds";
         assert_eq!(delta(&format!("{gate}_bucket{{le=\"0.00005\"}}")), 0.0);
         assert_eq!(delta(&format!("{gate}_bucket{{le=\"0.0001\"}}")), 4000.0);

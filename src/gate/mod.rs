@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use tracing::debug;
 
+use crate::admin::hot;
 use crate::evidence::{self, DecisionIds, EvidenceLog, HitRecord, Record};
 use crate::forward::body::ProxyBody;
 use crate::forward::error::error_response;
@@ -187,10 +188,6 @@ pub struct Gate {
 }
 
 struct Counters {
-    allow: metrics::Counter,
-    reject: metrics::Counter,
-    flag: metrics::Counter,
-    tarpit: metrics::Counter,
     store_errors: metrics::Counter,
 }
 
@@ -209,10 +206,6 @@ impl Gate {
             stream: None,
             ids: DecisionIds::new(),
             counters: Counters {
-                allow: metrics::counter!("portcullis_verdicts_total", "verdict" => "allow"),
-                reject: metrics::counter!("portcullis_verdicts_total", "verdict" => "reject"),
-                flag: metrics::counter!("portcullis_verdicts_total", "verdict" => "flag"),
-                tarpit: metrics::counter!("portcullis_verdicts_total", "verdict" => "tarpit"),
                 store_errors: metrics::counter!("portcullis_gate_store_failures_total"),
             },
         }
@@ -248,7 +241,7 @@ impl Gate {
         let policy = &active.policy;
         if policy.rules().is_empty() && policy.lists().is_empty() {
             // Nothing to decide: skip the account HMAC and the plan (what `plan` would conclude).
-            self.counters.allow.increment(1);
+            hot::count_verdict(hot::Verdict::Allow);
             return forward_plain();
         }
         let headers = req.headers();
@@ -288,11 +281,11 @@ impl Gate {
         let plan = match planned {
             Ok(plan) => plan,
             Err(Early::Allow) => {
-                self.counters.allow.increment(1);
+                hot::count_verdict(hot::Verdict::Allow);
                 return forward_with(signals);
             }
             Err(Early::Deny(hit)) => {
-                self.counters.reject.increment(1);
+                hot::count_verdict(hot::Verdict::Reject);
                 debug!(rule = %hit.rule, "deny list");
                 let status = match hit.action {
                     crate::policy::Action::Reject { status } => status,
@@ -314,7 +307,7 @@ impl Gate {
             }
         };
         if plan.is_empty() {
-            self.counters.allow.increment(1);
+            hot::count_verdict(hot::Verdict::Allow);
             return forward_with(signals);
         }
         let evaluated = if plan.ops.is_empty() {
@@ -338,7 +331,7 @@ impl Gate {
                     StoreFailure::Evaluated(e) => e,
                     StoreFailure::Open => return forward_with(signals),
                     StoreFailure::Closed => {
-                        self.counters.reject.increment(1);
+                        hot::count_verdict(hot::Verdict::Reject);
                         return Pass::Respond(error_response(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "overloaded_error",
@@ -401,7 +394,7 @@ impl Gate {
         }
         match decision.verdict {
             Verdict::Allow => {
-                self.counters.allow.increment(1);
+                hot::count_verdict(hot::Verdict::Allow);
                 Pass::Forward {
                     lease: eval.lease,
                     upstream_headers: upstream_extra,
@@ -410,7 +403,7 @@ impl Gate {
                 }
             }
             Verdict::Flag => {
-                self.counters.flag.increment(1);
+                hot::count_verdict(hot::Verdict::Flag);
                 Pass::Forward {
                     lease: eval.lease,
                     upstream_headers: flag_headers(&decision.hits, upstream_extra),
@@ -419,7 +412,7 @@ impl Gate {
                 }
             }
             Verdict::Tarpit(d) => {
-                self.counters.tarpit.increment(1);
+                hot::count_verdict(hot::Verdict::Tarpit);
                 Pass::Forward {
                     lease: eval.lease,
                     upstream_headers: flag_headers(&decision.hits, upstream_extra),
@@ -431,7 +424,7 @@ impl Gate {
                 status,
                 retry_after,
             } => {
-                self.counters.reject.increment(1);
+                hot::count_verdict(hot::Verdict::Reject);
                 let hit = decision.hits.iter().find(|h| {
                     !h.shadow && matches!(h.action, crate::policy::Action::Reject { .. })
                 });
