@@ -374,6 +374,35 @@ async fn upstream_timeout_is_504_json() {
     proxy.stop().await;
 }
 
+/// The response timeout's timer stays with the pooled upstream connection and is moved to
+/// each request's deadline: it must neither fire early for a request that comes after an old
+/// deadline has passed, nor be lost for a request that outlasts its own.
+#[tokio::test]
+async fn upstream_timeout_holds_on_a_reused_connection() {
+    let up = start_mock().await;
+    let mut cfg = test_config(up);
+    cfg.timeouts.upstream_response = Duration::from_millis(300);
+    let proxy = start_proxy(cfg).await;
+    let (status, _, _) = https_get(proxy.addr, "/v1/slow?ms=0", &[]).await;
+    assert_eq!(status, 200);
+    // The first request's deadline passes while its connection waits in the pool.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    for _ in 0..2 {
+        let (status, _, _) = https_get(proxy.addr, "/v1/slow?ms=150", &[]).await;
+        assert_eq!(status, 200, "within its own deadline");
+    }
+    let started = std::time::Instant::now();
+    let (status, _, body) = https_get(proxy.addr, "/v1/slow?ms=5000", &[]).await;
+    assert_eq!(status, 504);
+    assert_eq!(api_error_type(&body), "timeout_error");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn plain_listener_forwards_without_tls_fingerprints() {
     let up = start_mock().await;

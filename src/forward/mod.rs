@@ -9,7 +9,6 @@ pub mod headers;
 pub mod upstream;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, EXPECT};
 use http::uri::Scheme;
@@ -69,7 +68,6 @@ impl Names {
 pub struct Forwarder {
     upstream: Upstream,
     names: Arc<Names>,
-    response_timeout: Duration,
 }
 
 /// `None` for `""`: that header is not sent.
@@ -152,6 +150,7 @@ impl Forwarder {
             target,
             tls,
             connect_timeout: cfg.timeouts.upstream_connect,
+            response_timeout: cfg.timeouts.upstream_response,
             max_idle: cfg.upstream.pool_max_idle,
             idle_timeout: cfg.upstream.pool_idle_timeout,
         })
@@ -191,7 +190,6 @@ impl Forwarder {
         Ok(Self {
             upstream,
             names: Arc::new(names),
-            response_timeout: cfg.timeouts.upstream_response,
         })
     }
 
@@ -271,13 +269,7 @@ impl Forwarder {
             drop: &drop,
         };
 
-        // Pinned where it stands: `timeout` then holds a pointer, not a copy of the future.
-        let send = std::pin::pin!(self.upstream.send(req, &edits));
-        let resp = match tokio::time::timeout(self.response_timeout, send).await {
-            Err(_) => return Err(ProxyError::UpstreamTimeout),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(r)) => r,
-        };
+        let resp = self.upstream.send(req, &edits).await?;
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, body.boxed_unsync()))

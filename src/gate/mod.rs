@@ -379,17 +379,13 @@ impl Gate {
             );
         }
         if let Some(rl) = decision.ratelimit.take() {
-            // The strings become the values as they are (checked, not copied).
-            for (name, value) in [
-                (
-                    const { HeaderName::from_static("ratelimit-policy") },
-                    rl.policy,
-                ),
-                (const { HeaderName::from_static("ratelimit") }, rl.ratelimit),
-            ] {
-                if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-                    response_headers.push((name, v));
-                }
+            response_headers.push((
+                const { HeaderName::from_static("ratelimit-policy") },
+                rl.policy,
+            ));
+            // The string becomes the value as it is (checked, not copied).
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(rl.ratelimit)) {
+                response_headers.push((const { HeaderName::from_static("ratelimit") }, v));
             }
         }
         match decision.verdict {

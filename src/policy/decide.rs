@@ -18,10 +18,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use ipnet::IpNet;
 
 use super::identity::{canonical_ip, subnet, AccountId};
-use super::types::{Action, Conditions, CountOf, KeyPart, Limit, Policy, Route};
+use super::types::{Action, Conditions, CountOf, KeyPart, Limit, Policy, RateWindow, Route};
 use crate::limit::{Evaluation, Op, OpSpec, Outcome};
 
 /// What the proxy knows about a request, borrowed for the call.
@@ -232,8 +233,22 @@ pub struct Decision {
 /// structured-field form): `"name";q=60;w=60` and `"name";r=12;t=30`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitHeaders {
-    pub policy: String,
+    /// Made when the policy was loaded (see [`rate_policy_value`]).
+    pub policy: HeaderValue,
     pub ratelimit: String,
+}
+
+/// The `RateLimit-Policy` value of one window of a rate rule: `"name";q=60;w=60`.
+pub(crate) fn rate_policy_value(name: &str, win: &RateWindow) -> HeaderValue {
+    let mut out = String::with_capacity(name.len() + 32);
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\";q=");
+    push_u64(&mut out, u64::from(win.count().get()));
+    out.push_str(";w=");
+    push_u64(&mut out, ceil_secs(win.period()));
+    // Rule names are `[a-z0-9_-]`: the value is always valid.
+    HeaderValue::try_from(out).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 const DENY_LIST: &str = "deny-list";
@@ -384,22 +399,20 @@ impl Policy {
             let Limit::Rate(windows) = &rule.limit else {
                 return None;
             };
-            let win = windows.get(w)?;
+            if w >= windows.len() {
+                return None;
+            }
             // Built by hand, not with `format!`: this runs on every request with a rate layer.
-            let field = |a: &str, x: u64, b: &str, y: u64| {
-                let mut out = String::with_capacity(rule.name.len() + 32);
-                out.push('"');
-                out.push_str(&rule.name);
-                out.push_str(a);
-                push_u64(&mut out, x);
-                out.push_str(b);
-                push_u64(&mut out, y);
-                out
-            };
-            let q = u64::from(win.count().get());
+            let mut ratelimit = String::with_capacity(rule.name.len() + 32);
+            ratelimit.push('"');
+            ratelimit.push_str(&rule.name);
+            ratelimit.push_str("\";r=");
+            push_u64(&mut ratelimit, remaining);
+            ratelimit.push_str(";t=");
+            push_u64(&mut ratelimit, ceil_secs(reset));
             Some(RateLimitHeaders {
-                policy: field("\";q=", q, ";w=", ceil_secs(win.period())),
-                ratelimit: field("\";r=", remaining, ";t=", ceil_secs(reset)),
+                policy: rule.rate_policy.get(w)?.clone(),
+                ratelimit,
             })
         });
         Decision {

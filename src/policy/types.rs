@@ -504,6 +504,9 @@ pub struct Rule {
     pub(crate) hide_headers: bool,
     pub(crate) on_store_error: OnStoreError,
     pub(crate) when: Conditions,
+    /// The `RateLimit-Policy` value of each window of a rate rule (none for other limits),
+    /// built at load: it never changes, and a request with a rate layer needs one.
+    pub(crate) rate_policy: Vec<http::HeaderValue>,
 }
 
 impl Rule {

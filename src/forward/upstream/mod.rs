@@ -40,6 +40,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tracing::{debug, trace};
 
 use super::error::ProxyError;
@@ -64,6 +65,8 @@ pub struct UpstreamSettings {
     /// `None` for `http://`.
     pub tls: Option<UpstreamTls>,
     pub connect_timeout: Duration,
+    /// From the start of [`Upstream::send`] to the response head, connecting included.
+    pub response_timeout: Duration,
     pub max_idle: usize,
     pub idle_timeout: Duration,
 }
@@ -80,6 +83,7 @@ struct Inner {
     port: u16,
     tls: Option<UpstreamTls>,
     connect_timeout: Duration,
+    response_timeout: Duration,
     /// The `Host` header sent upstream.
     host: HeaderValue,
     idle: Mutex<Vec<Idle>>,
@@ -100,6 +104,10 @@ struct Conn {
     rbuf: BytesMut,
     /// The request head being written.
     wbuf: Vec<u8>,
+    /// The response timeout's timer, kept from request to request: moving a registered timer
+    /// to a later deadline is one atomic operation, while a new timer per request is
+    /// registered and then removed under the timer wheel's lock (~9 atomic operations).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// The `Host` value for `target`: its host, and `:port` unless the port is the scheme's default.
@@ -149,6 +157,7 @@ impl Upstream {
                 port,
                 tls: s.tls,
                 connect_timeout: s.connect_timeout,
+                response_timeout: s.response_timeout,
                 host,
                 idle: Mutex::new(Vec::new()),
                 max_idle: s.max_idle,
@@ -160,6 +169,7 @@ impl Upstream {
 
     /// Sends `req` with `edits` applied to its headers (`Host` is set here) and
     /// returns the response as soon as its head has arrived; the body streams from the socket.
+    /// [`ProxyError::UpstreamTimeout`] if the head is not in within the response timeout.
     pub async fn send<B>(
         &self,
         req: &mut Request<B>,
@@ -179,12 +189,16 @@ impl Upstream {
         };
         let head_request = req.method() == Method::HEAD;
         let resend_unanswered = framing == RequestFraming::None && req.method().is_idempotent();
+        let deadline = tokio::time::Instant::now() + self.inner.response_timeout;
         loop {
             let (mut conn, reused) = match self.inner.checkout() {
                 Some(c) => (c, true),
                 // Boxed: connecting is rare, and its state would make every request's
                 // future (moved several times) larger.
-                None => (Box::pin(self.connect()).await?, false),
+                None => match tokio::time::timeout_at(deadline, Box::pin(self.connect())).await {
+                    Ok(c) => (c?, false),
+                    Err(_) => return Err(ProxyError::UpstreamTimeout),
+                },
             };
             conn.wbuf.clear();
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -197,7 +211,23 @@ impl Upstream {
                 edits,
                 framing,
             );
-            match conn.exchange(req.body_mut(), framing, head_request).await {
+            let mut timer = match conn.timer.take() {
+                Some(mut t) => {
+                    t.as_mut().reset(deadline);
+                    t
+                }
+                None => Box::pin(tokio::time::sleep_until(deadline)),
+            };
+            let exchanged = tokio::select! {
+                biased;
+                r = conn.exchange(req.body_mut(), framing, head_request) => Some(r),
+                () = timer.as_mut() => None,
+            };
+            conn.timer = Some(timer);
+            let Some(exchanged) = exchanged else {
+                return Err(ProxyError::UpstreamTimeout);
+            };
+            match exchanged {
                 Ok(mut head) => {
                     if matches!(
                         head.framing,
@@ -262,6 +292,7 @@ impl Upstream {
             io,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: Vec::with_capacity(1024),
+            timer: None,
         }))
     }
 }

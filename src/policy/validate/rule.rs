@@ -243,7 +243,15 @@ pub(super) fn rule(mut r: RawRule, scope: &Scope<'_>, ctx: &mut Ctx) -> Option<R
     if key.is_empty() {
         return None;
     }
+    let rate_policy = match &limit {
+        Limit::Rate(windows) => windows
+            .iter()
+            .map(|w| crate::policy::decide::rate_policy_value(&name, w))
+            .collect(),
+        _ => Vec::new(),
+    };
     Some(Rule {
+        rate_policy,
         name,
         key,
         limit,
