@@ -13,6 +13,7 @@
 # WHO=nginx measures the harness's nginx contender the same way instead (its conf/nginx.conf,
 # one worker, master process off), for a like-for-like instruction count.
 # KEEP=DIR copies the two callgrind outputs there (cg.N1, cg.N2) for callgrind_annotate.
+# VG_ARGS adds callgrind options: VG_ARGS=--dump-instr=yes with KEEP= for scripts/cg-atomics.py.
 # CACHE_SIM=1 also simulates the caches and branch predictors (valgrind's models, not this
 # CPU's) and prints, per request, data reads and writes, cache misses, branches and mispredicts.
 set -euo pipefail
@@ -49,7 +50,6 @@ fi
 
 SIM=()
 [[ ${CACHE_SIM:-0} == 1 ]] && SIM=(--cache-sim=yes --branch-sim=yes)
-# VG_ARGS: more callgrind options, e.g. "--dump-instr=yes" for scripts/cg-atomics.py.
 read -r -a EXTRA <<< "${VG_ARGS:-}"
 SIM+=("${EXTRA[@]}")
 

@@ -233,7 +233,7 @@ pub struct Decision {
 /// structured-field form): `"name";q=60;w=60` and `"name";r=12;t=30`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitHeaders {
-    /// Made when the policy was loaded (see [`rate_policy_value`]).
+    /// Made once per rule and window when the policy was loaded.
     pub policy: HeaderValue,
     pub ratelimit: String,
 }
