@@ -103,12 +103,13 @@ thread_local! {
 
 /// Counts one request (`portcullis_requests_total`).
 pub fn count_request() {
-    LOCAL.with(|c| c.add(0, 1));
+    // `try_with`: a thread being torn down counts nothing rather than panicking.
+    let _ = LOCAL.try_with(|c| c.add(0, 1));
 }
 
 /// Counts one verdict of the gate.
 pub fn count_verdict(v: Verdict) {
-    LOCAL.with(|c| c.add(VERDICT_BASE + v as usize, 1));
+    let _ = LOCAL.try_with(|c| c.add(VERDICT_BASE + v as usize, 1));
 }
 
 /// Records one sample in a histogram.
@@ -116,7 +117,7 @@ pub fn record(h: Hist, d: Duration) {
     let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     let bucket = BOUNDS_NS.partition_point(|&b| b < ns);
     let base = HISTOGRAM_BASE + h as usize * HISTOGRAM_CELLS;
-    LOCAL.with(|c| {
+    let _ = LOCAL.try_with(|c| {
         c.add(base + bucket, 1);
         c.add(base + HISTOGRAM_CELLS - 1, ns);
     });
