@@ -137,8 +137,9 @@ pub fn header_fingerprint_raw<'a>(
     let mut raw: Vec<u8> = Vec::with_capacity(256);
     raw.extend_from_slice(version.label().as_bytes());
     raw.push(b'|');
-    // Byte ranges of the names already written into `raw`, for the first-occurrence rule.
-    let mut seen: Vec<(usize, usize)> = Vec::with_capacity(24);
+    // Byte ranges of the names already written into `raw`, for the first-occurrence rule. On
+    // the stack up to 24 names (a request's usual count): no allocation per request.
+    let mut seen: smallvec::SmallVec<[(usize, usize); 24]> = smallvec::SmallVec::new();
     let mut values: [Option<&[u8]>; 4] = [None; 4];
     let mut lower = [0u8; MAX_NAME_LEN];
 
