@@ -194,7 +194,8 @@ impl Forwarder {
     }
 
     /// The headers for the upstream that are the same for every request of the connection,
-    /// encoded: `X-Forwarded-For`, `X-Forwarded-Proto`, the TLS fingerprints and round trips.
+    /// encoded: `X-Forwarded-For`, `X-Forwarded-Proto`, the TLS fingerprints and round trips,
+    /// the HTTP/2 fingerprint.
     fn connection_fields(&self, info: &ConnInfo) -> Box<[u8]> {
         let n = &*self.names;
         let mut out = Vec::with_capacity(512);

@@ -132,7 +132,6 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// Where limit state lives. Implementations must be all-or-nothing per call (see module docs).
 /// What a store derives from a list of ops that is evaluated again and again (the gate's
 /// per-connection plan): the local store keeps each op's hashed id and member here instead of
 /// hashing the keys on every request. Tagged with the store instance that filled it; a copy
@@ -170,6 +169,7 @@ impl std::fmt::Debug for OpsMemo {
     }
 }
 
+/// Where limit state lives. Implementations must be all-or-nothing per call (see module docs).
 pub trait CounterStore: Send + Sync + 'static {
     fn evaluate<'a>(&'a self, ops: &'a [OpSpec]) -> BoxFuture<'a, Result<Evaluation, StoreError>>;
 

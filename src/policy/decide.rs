@@ -240,15 +240,26 @@ pub struct RateLimitHeaders {
 
 /// The `RateLimit-Policy` value of one window of a rate rule: `"name";q=60;w=60`.
 pub(crate) fn rate_policy_value(name: &str, win: &RateWindow) -> HeaderValue {
+    let q = u64::from(win.count().get());
+    let out = ratelimit_item(name, ("q", q), ("w", ceil_secs(win.period())));
+    // Rule names are `[a-z0-9_-]`: the value is always valid.
+    HeaderValue::try_from(out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// One structured-field item of the RateLimit headers: `"name";a=1;b=2`. Built by hand, not
+/// with `format!`: `RateLimit` is built on every request with a rate layer.
+fn ratelimit_item(name: &str, a: (&str, u64), b: (&str, u64)) -> String {
     let mut out = String::with_capacity(name.len() + 32);
     out.push('"');
     out.push_str(name);
-    out.push_str("\";q=");
-    push_u64(&mut out, u64::from(win.count().get()));
-    out.push_str(";w=");
-    push_u64(&mut out, ceil_secs(win.period()));
-    // Rule names are `[a-z0-9_-]`: the value is always valid.
-    HeaderValue::try_from(out).unwrap_or_else(|_| HeaderValue::from_static(""))
+    out.push('"');
+    for (key, n) in [a, b] {
+        out.push(';');
+        out.push_str(key);
+        out.push('=');
+        push_u64(&mut out, n);
+    }
+    out
 }
 
 const DENY_LIST: &str = "deny-list";
@@ -396,23 +407,10 @@ impl Policy {
         }
         let ratelimit = tightest.and_then(|(remaining, reset, ix, w)| {
             let rule = self.rules.get(ix)?;
-            let Limit::Rate(windows) = &rule.limit else {
-                return None;
-            };
-            if w >= windows.len() {
-                return None;
-            }
-            // Built by hand, not with `format!`: this runs on every request with a rate layer.
-            let mut ratelimit = String::with_capacity(rule.name.len() + 32);
-            ratelimit.push('"');
-            ratelimit.push_str(&rule.name);
-            ratelimit.push_str("\";r=");
-            push_u64(&mut ratelimit, remaining);
-            ratelimit.push_str(";t=");
-            push_u64(&mut ratelimit, ceil_secs(reset));
+            // Only a rate rule has these values, one per window.
             Some(RateLimitHeaders {
                 policy: rule.rate_policy.get(w)?.clone(),
-                ratelimit,
+                ratelimit: ratelimit_item(&rule.name, ("r", remaining), ("t", ceil_secs(reset))),
             })
         });
         Decision {

@@ -6,7 +6,7 @@
 //! reason, and never reaches other connections (each runs in its own task).
 
 use std::convert::Infallible;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -370,9 +370,7 @@ async fn serve_http<I>(
     };
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
-    let drain = drain_signal(shared.cfg.timeouts.idle, activity, in_flight, shutdown);
-    tokio::pin!(drain);
-    let mut drain_poll = DrainPoll::new();
+    let mut drain = drain_signal(shared.cfg.timeouts.idle, activity, in_flight, shutdown);
     let mut draining = false;
     loop {
         tokio::select! {
@@ -383,7 +381,7 @@ async fn serve_http<I>(
                 }
                 return;
             }
-            () = poll_fn(|cx| drain_poll.poll(drain.as_mut(), cx)), if !draining => {
+            () = &mut drain, if !draining => {
                 conn.as_mut().graceful_shutdown();
                 draining = true;
             }
@@ -394,37 +392,41 @@ async fn serve_http<I>(
 /// Resolves when a connection should stop taking requests and close once the ones in flight
 /// are done: it has been idle (no bytes either way) for `idle` with no request in flight, or
 /// the server is shutting down. One future for the connection's whole life, so a connection
-/// loop that wakes per request does not make a timer each time.
-pub(super) async fn drain_signal(
+/// loop that wakes per request does not make a timer each time; polled only after its own
+/// wakes ([`Drain`]).
+pub(super) fn drain_signal(
     idle: Duration,
     activity: Activity,
     in_flight: Arc<AtomicUsize>,
     mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let wait = idle
-            .saturating_sub(activity.idle_for())
-            .max(Duration::from_millis(50));
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {
-                if activity.idle_for() >= idle && in_flight.load(Ordering::Relaxed) == 0 {
-                    debug!("closing idle connection");
-                    return;
+) -> Drain<impl Future<Output = ()>> {
+    Drain::new(async move {
+        loop {
+            let wait = idle
+                .saturating_sub(activity.idle_for())
+                .max(Duration::from_millis(50));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {
+                    if activity.idle_for() >= idle && in_flight.load(Ordering::Relaxed) == 0 {
+                        debug!("closing idle connection");
+                        return;
+                    }
                 }
+                // Sender gone or shutdown signalled: both mean stop taking new requests.
+                _ = shutdown.changed() => return,
             }
-            // Sender gone or shutdown signalled: both mean stop taking new requests.
-            _ = shutdown.changed() => return,
         }
-    }
+    })
 }
 
-/// Polls a connection's drain future only when one of the things it waits on has fired.
+/// A connection's drain future, polled only when one of the things it waits on has fired.
 ///
 /// The connection's task wakes for every read, write and upstream answer; polling the drain
 /// future each time re-registered its timer's and shutdown watch's wakers (~12 atomic
 /// operations and ~0.9k instructions a request at HTTP/1.1). It gets a waker of its own
 /// instead: that waker marks it and wakes the task, and the task polls it only when marked.
-pub(super) struct DrainPoll {
+pub(super) struct Drain<F> {
+    fut: Pin<Box<F>>,
     wake: Arc<DrainWake>,
     waker: std::task::Waker,
     /// The task waker last handed to `wake`: a new one (the first poll) polls at once.
@@ -446,37 +448,41 @@ impl std::task::Wake for DrainWake {
     }
 }
 
-impl DrainPoll {
-    pub(super) fn new() -> Self {
+impl<F: Future<Output = ()>> Drain<F> {
+    fn new(fut: F) -> Self {
         let wake = Arc::new(DrainWake {
             fired: std::sync::atomic::AtomicBool::new(false),
             task: futures_util::task::AtomicWaker::new(),
         });
         Self {
+            fut: Box::pin(fut),
             waker: std::task::Waker::from(wake.clone()),
             wake,
             task: None,
         }
     }
+}
 
-    pub(super) fn poll<F: Future<Output = ()>>(
-        &mut self,
-        drain: Pin<&mut F>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        let same_task = self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker()));
-        if same_task && !self.wake.fired.load(Ordering::Acquire) {
+impl<F: Future<Output = ()>> Future for Drain<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let same_task = this.task.as_ref().is_some_and(|t| t.will_wake(cx.waker()));
+        if same_task && !this.wake.fired.load(Ordering::Acquire) {
             return Poll::Pending;
         }
         // (Re)armed on every poll that happens: a wake takes the registered waker.
-        self.wake.task.register(cx.waker());
+        this.wake.task.register(cx.waker());
         if !same_task {
-            self.task = Some(cx.waker().clone());
+            this.task = Some(cx.waker().clone());
         }
         // Cleared before the poll: whatever fires from here on marks it again, and what fired
         // before is seen by this poll.
-        self.wake.fired.store(false, Ordering::Release);
-        drain.poll(&mut Context::from_waker(&self.waker))
+        this.wake.fired.store(false, Ordering::Release);
+        this.fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&this.waker))
     }
 }
 
@@ -594,30 +600,29 @@ mod tests {
                 Poll::Pending
             }
         });
-        let mut drain = std::pin::pin!(drain);
+        let mut drain = Drain::new(drain);
         let task = Arc::new(Count(AtomicUsize::new(0)));
         let waker = std::task::Waker::from(task.clone());
         let mut cx = Context::from_waker(&waker);
-        let mut dp = DrainPoll::new();
 
-        assert!(dp.poll(drain.as_mut(), &mut cx).is_pending());
+        assert!(Pin::new(&mut drain).poll(&mut cx).is_pending());
         assert_eq!(polls.load(Ordering::SeqCst), 1, "the first poll arms it");
         // The task wakes for other reasons: the drain future is left alone.
         for _ in 0..5 {
-            assert!(dp.poll(drain.as_mut(), &mut cx).is_pending());
+            assert!(Pin::new(&mut drain).poll(&mut cx).is_pending());
         }
         assert_eq!(polls.load(Ordering::SeqCst), 1);
         // What it waits on fires: the task is woken and the next poll sees it.
         tx.send(()).expect("send");
         assert_eq!(task.0.load(Ordering::SeqCst), 1);
-        assert!(dp.poll(drain.as_mut(), &mut cx).is_pending());
+        assert!(Pin::new(&mut drain).poll(&mut cx).is_pending());
         assert_eq!(polls.load(Ordering::SeqCst), 2);
-        assert!(dp.poll(drain.as_mut(), &mut cx).is_pending());
+        assert!(Pin::new(&mut drain).poll(&mut cx).is_pending());
         assert_eq!(polls.load(Ordering::SeqCst), 2);
         // And again: every wake of its own reaches the task, not only the first.
         tx.send(()).expect("send");
         assert_eq!(task.0.load(Ordering::SeqCst), 2);
-        assert!(dp.poll(drain.as_mut(), &mut cx).is_ready());
+        assert!(Pin::new(&mut drain).poll(&mut cx).is_ready());
         assert_eq!(polls.load(Ordering::SeqCst), 3);
     }
 
@@ -628,13 +633,12 @@ mod tests {
             polls.fetch_add(1, Ordering::SeqCst);
             Poll::<()>::Pending
         });
-        let mut drain = std::pin::pin!(drain);
-        let mut dp = DrainPoll::new();
+        let mut drain = Drain::new(drain);
         for _ in 0..2 {
             let waker = std::task::Waker::from(Arc::new(Count(AtomicUsize::new(0))));
             let mut cx = Context::from_waker(&waker);
-            assert!(dp.poll(drain.as_mut(), &mut cx).is_pending());
-            assert!(dp.poll(drain.as_mut(), &mut cx).is_pending());
+            assert!(Pin::new(&mut drain).poll(&mut cx).is_pending());
+            assert!(Pin::new(&mut drain).poll(&mut cx).is_pending());
         }
         assert_eq!(polls.load(Ordering::SeqCst), 2, "once per new waker");
     }

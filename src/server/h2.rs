@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{debug, trace};
 
-use super::conn::{drain_signal, DrainPoll, InFlight, LastHeaderFp};
+use super::conn::{drain_signal, InFlight, LastHeaderFp};
 use super::info::ConnInfo;
 use super::io::Activity;
 use super::Shared;
@@ -86,9 +86,7 @@ pub(super) async fn serve<I>(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let last_fp = LastHeaderFp::default();
     let mut streams = FuturesUnordered::new();
-    let drain = drain_signal(idle, activity, in_flight.clone(), shutdown);
-    tokio::pin!(drain);
-    let mut drain_poll = DrainPoll::new();
+    let mut drain = drain_signal(idle, activity, in_flight.clone(), shutdown);
     let mut draining = false;
     loop {
         tokio::select! {
@@ -109,7 +107,7 @@ pub(super) async fn serve<I>(
                 // Closed: after a GOAWAY, once every stream has finished.
                 None => break,
             },
-            () = poll_fn(|cx| drain_poll.poll(drain.as_mut(), cx)), if !draining => {
+            () = &mut drain, if !draining => {
                 conn.graceful_shutdown();
                 draining = true;
             }

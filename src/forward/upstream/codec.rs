@@ -160,8 +160,8 @@ pub enum Parsed {
 
 /// Parses a response head at the start of `buf` and takes it off `buf` when it is whole.
 /// `head_request`: the request was `HEAD`, so the response has no body whatever its headers
-/// say. The header values point into the head's bytes (a reference count each, no copy); the
-/// framing is read from the raw fields before any `HeaderMap` exists.
+/// say. The header values are copied out of `buf` (see the body); the framing is read from the
+/// raw fields before any `HeaderMap` exists.
 pub fn parse_response(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, WireError> {
     // Left uninitialised: filling 128 slots (4 KiB) cost more than parsing a small head.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
