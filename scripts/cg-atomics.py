@@ -20,6 +20,7 @@ address at run time and its symbol's address.
 import collections
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -162,4 +163,5 @@ def main():
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into `head`
     main()
