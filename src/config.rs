@@ -224,6 +224,18 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Which HTTP/2 server serves connections that negotiated `h2`.
+    pub http2: Http2Server,
+}
+
+/// The HTTP/2 server implementation (`[server] http2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Http2Server {
+    /// portcullis' own frame layer (`src/http2`): one task per connection, no locks.
+    Native,
+    /// The `h2` crate (hyper's HTTP/2), as before the native server.
+    H2,
 }
 
 impl Default for ServerConfig {
@@ -236,6 +248,7 @@ impl Default for ServerConfig {
             max_header_bytes: 64 * 1024,
             trusted_proxies: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
+            http2: Http2Server::Native,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod fingerprint;
 pub mod forward;
 pub mod gate;
+pub mod http2;
 pub mod investigate;
 pub mod limit;
 pub mod mock;

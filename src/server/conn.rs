@@ -27,6 +27,7 @@ use super::io::{Activity, ConnIo, TapIo};
 use super::proxy_protocol::{self, ProxyHeader};
 use super::Shared;
 use crate::admin::hot::{self, Hist};
+use crate::config::Http2Server;
 use crate::fingerprint::{header_fingerprint_raw, HeaderFp, HttpVersionTag};
 use crate::fingerprint::{parse_client_hello, ClientHello, HelloError, Parsed, MAX_HELLO_BYTES};
 use crate::forward::body::{Guarded, ProxyBody};
@@ -278,7 +279,12 @@ pub async fn serve_tls(
     let info = Arc::new(ConnInfo::new(peer, tcp_peer, local, Some(tls_info)));
     if h2 {
         let io = TapIo::new(tls, info.h2.clone());
-        super::h2::serve(shared, io, info, activity, shutdown).await;
+        match shared.cfg.server.http2 {
+            Http2Server::Native => {
+                super::h2native::serve(shared, io, info, activity, shutdown).await
+            }
+            Http2Server::H2 => super::h2::serve(shared, io, info, activity, shutdown).await,
+        }
     } else {
         serve_http(
             shared,

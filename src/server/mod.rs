@@ -6,6 +6,7 @@
 
 pub mod conn;
 mod h2;
+mod h2native;
 pub mod info;
 pub mod io;
 pub mod proxy_protocol;
