@@ -66,6 +66,9 @@ const WRITE_HIGH: usize = 256 * 1024;
 const MAX_CLIENT_RESETS: u32 = 200;
 /// Streams this side resets for the client's errors before it closes the connection.
 const MAX_LOCAL_RESETS: u32 = 1024;
+/// Frames that carry no request (PING, SETTINGS, PRIORITY, empty DATA, unknown types) allowed
+/// per connection, beyond 8 per stream opened.
+const IDLE_FRAMES: u32 = 10_000;
 /// HPACK dynamic table size this side's decoder allows (the protocol's default).
 const HEADER_TABLE_SIZE: usize = 4096;
 
@@ -363,7 +366,15 @@ struct Conn<'a, I> {
     send_window: i64,
     recv_window: i64,
     recv_release: u32,
+    /// The highest stream this side took on (named in GOAWAY; never raised after one).
     last_stream: u32,
+    /// The highest stream id the client has used: lower unused ids are closed, higher idle.
+    max_seen: u32,
+    /// Streams this side reset lately: frames the client sent before it saw the reset are
+    /// ignored (RFC 9113 §5.1, "closed").
+    recent_resets: VecDeque<u32>,
+    /// Frames that cost work and carry nothing (empty DATA, PRIORITY, SETTINGS, ...).
+    idle_frames: u32,
     max_header_list: usize,
     block: Option<Block>,
     paused: VecDeque<u32>,
@@ -429,6 +440,9 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             recv_window: i64::from(CONNECTION_WINDOW),
             recv_release: 0,
             last_stream: 0,
+            max_seen: 0,
+            recent_resets: VecDeque::new(),
+            idle_frames: 0,
             max_header_list,
             block: None,
             paused: VecDeque::new(),
@@ -588,6 +602,11 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
                 self.rbuf.reserve(total - self.rbuf.len());
                 return;
             }
+            if self.block.is_some() && head.kind != kind::CONTINUATION {
+                // Nothing may come between a HEADERS frame and its CONTINUATIONs.
+                self.error = Some(ErrorCode::Protocol);
+                return;
+            }
             if !self.settings_seen && (head.kind != kind::SETTINGS || head.has(flag::ACK)) {
                 // The client preface ends with a SETTINGS frame (RFC 9113 §3.4).
                 self.error = Some(ErrorCode::Protocol);
@@ -607,15 +626,11 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
     }
 
     fn on_frame(&mut self, head: Head, payload: &[u8]) {
-        if self.block.is_some() && head.kind != kind::CONTINUATION {
-            // Nothing may come between a HEADERS frame and its CONTINUATIONs.
-            self.error = Some(ErrorCode::Protocol);
-            return;
-        }
         match head.kind {
             kind::HEADERS => self.on_headers(head, payload),
             kind::CONTINUATION => self.on_continuation(head, payload),
             kind::PRIORITY => {
+                self.count_idle_frame();
                 if head.stream == 0 {
                     self.error = Some(ErrorCode::Protocol);
                 } else if head.len != 5 {
@@ -630,6 +645,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
                     self.error = Some(ErrorCode::Protocol);
                 } else if let Ok(p) = <&[u8; 8]>::try_from(payload) {
                     if !head.has(flag::ACK) {
+                        self.count_idle_frame();
                         frame::put_ping_ack(&mut self.wbuf, p);
                     }
                 } else {
@@ -646,8 +662,8 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
                 }
             }
             kind::WINDOW_UPDATE => self.on_window_update(head, payload),
-            // Unknown frame types are ignored (RFC 9113 §4.1).
-            _ => {}
+            // Unknown frame types are ignored (RFC 9113 §4.1), but not without bound.
+            _ => self.count_idle_frame(),
         }
     }
 
@@ -667,11 +683,15 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             return;
         }
         self.settings_seen = true;
+        self.count_idle_frame();
         for s in payload.chunks_exact(6) {
             let id = u16::from_be_bytes([s[0], s[1]]);
             let v = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
             match id {
-                setting::ENABLE_PUSH if v > 1 => self.error = Some(ErrorCode::Protocol),
+                setting::ENABLE_PUSH if v > 1 => {
+                    self.error = Some(ErrorCode::Protocol);
+                    return;
+                }
                 setting::INITIAL_WINDOW_SIZE => {
                     if v > frame::MAX_WINDOW {
                         self.error = Some(ErrorCode::FlowControl);
@@ -724,7 +744,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             self.resume_all();
             return;
         }
-        if head.stream > self.last_stream {
+        if head.stream > self.max_seen {
             self.error = Some(ErrorCode::Protocol);
             return;
         }
@@ -754,7 +774,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             self.error = Some(ErrorCode::FrameSize);
             return;
         }
-        if head.stream > self.last_stream {
+        if head.stream > self.max_seen {
             self.error = Some(ErrorCode::Protocol);
             return;
         }
@@ -796,29 +816,36 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
         } else {
             payload
         };
-        // Padding is given back at once; the data when the upstream has read it.
-        let pad = head.len - data.len() as u32;
-        self.release_connection(pad);
-        if head.stream > self.last_stream {
+        if head.stream > self.max_seen {
             self.error = Some(ErrorCode::Protocol);
             return;
         }
         let Some(st) = self.streams.get_mut(&head.stream) else {
             // A stream already closed here (reset, or answered): discarded.
-            self.release_connection(data.len() as u32);
+            self.release_connection(head.len);
             return;
         };
         if !st.recv_open {
-            self.release_connection(data.len() as u32);
+            self.release_connection(head.len);
             self.reset_stream(head.stream, ErrorCode::StreamClosed);
             return;
         }
         st.recv_window -= len;
         if st.recv_window < 0 {
-            self.release_connection(data.len() as u32);
+            self.release_connection(head.len);
             self.reset_stream(head.stream, ErrorCode::FlowControl);
             return;
         }
+        // Padding is given back at once, to the stream and the connection; the data when the
+        // upstream has read it.
+        let pad = head.len - data.len() as u32;
+        self.release_stream(head.stream, pad);
+        if data.is_empty() && !head.has(flag::END_STREAM) {
+            self.count_idle_frame();
+        }
+        let Some(st) = self.streams.get_mut(&head.stream) else {
+            return;
+        };
         st.received += data.len() as u64;
         let end = head.has(flag::END_STREAM);
         if st
@@ -923,8 +950,30 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
 
     /// A complete header block: a new request, or trailers of one.
     fn on_block(&mut self, id: u32, end_stream: bool, block: &[u8]) {
-        if id <= self.last_stream {
-            self.on_trailers(id, end_stream, block);
+        if id <= self.max_seen {
+            if self.streams.contains_key(&id) {
+                self.on_trailers(id, end_stream, block);
+            } else if self.recent_resets.contains(&id) || (self.going_away && id > self.last_stream)
+            {
+                // Sent before the client saw our reset or GOAWAY: ignored, decoded all the same.
+                self.discard_block(block);
+            } else {
+                // A stream that was used and closed, or skipped (§5.1.1): not a new one.
+                self.error = Some(ErrorCode::Protocol);
+            }
+            return;
+        }
+        self.max_seen = id;
+        let ignored = self.going_away || self.peer_gone;
+        if ignored || self.streams.len() >= MAX_CONCURRENT as usize {
+            // Decoded all the same: the HPACK table must stay in step with the client's.
+            if !self.discard_block(block) || ignored {
+                // After GOAWAY a new stream is not processed (the client may retry it
+                // elsewhere), and `last_stream` stays as the GOAWAY named it.
+                return;
+            }
+            self.last_stream = id;
+            self.local_error_reset(id, ErrorCode::RefusedStream);
             return;
         }
         self.last_stream = id;
@@ -932,14 +981,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
         if self.error.is_some() {
             return;
         }
-        if self.going_away || self.peer_gone {
-            return; // after GOAWAY: not processed (the client may retry it elsewhere)
-        }
         self.opened += 1;
-        if self.streams.len() >= MAX_CONCURRENT as usize {
-            frame::put_rst(&mut self.wbuf, id, ErrorCode::RefusedStream);
-            return;
-        }
         let (req, body) = match decoded {
             Ok(r) => r,
             Err(Reject::Malformed) => {
@@ -966,6 +1008,26 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
         let guard = InFlight::enter(self.in_flight);
         let fut = stream_future(self.shared, req, self.info, self.last_fp, guard);
         self.open_stream(id, !end_stream, body, expect_len, Task::Handle(fut));
+    }
+
+    /// Counts a frame that makes work without carrying a request (PING, SETTINGS, PRIORITY,
+    /// empty DATA, unknown types): past [`IDLE_FRAMES`] plus a few per stream opened, the
+    /// client is flooding (CVE-2019-9512, -9515, -9518) and the connection ends.
+    fn count_idle_frame(&mut self) {
+        self.idle_frames += 1;
+        if self.idle_frames > IDLE_FRAMES.saturating_add(self.opened.saturating_mul(8)) {
+            self.error = Some(ErrorCode::EnhanceYourCalm);
+        }
+    }
+
+    /// Decodes a header block whose fields are not wanted; `false` (and COMPRESSION_ERROR)
+    /// when it does not decode.
+    fn discard_block(&mut self, block: &[u8]) -> bool {
+        if self.dec.decode(block, |_, _| {}).is_err() {
+            self.error = Some(ErrorCode::Compression);
+            return false;
+        }
+        true
     }
 
     fn open_stream(
@@ -1017,7 +1079,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             return;
         }
         let Some(st) = self.streams.get_mut(&id) else {
-            return; // closed: ignored
+            return;
         };
         if !st.recv_open {
             self.reset_stream(id, ErrorCode::StreamClosed);
@@ -1096,6 +1158,12 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             };
             if is_connection_specific(&name) || (name == TE && v != b"trailers") {
                 bad = true;
+                return;
+            }
+            if v.first().is_some_and(|&b| b == b' ' || b == b'\t')
+                || v.last().is_some_and(|&b| b == b' ' || b == b'\t')
+            {
+                bad = true; // RFC 9113 §8.2.1: no whitespace around a value
                 return;
             }
             match HeaderValue::from_bytes(v) {
@@ -1190,7 +1258,15 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
         metrics::counter!("portcullis_http2_errors_total", "scope" => "stream", "code" => code.name())
             .increment(1);
         frame::put_rst(&mut self.wbuf, id, code);
+        self.remember_reset(id);
         self.close_stream(id);
+    }
+
+    fn remember_reset(&mut self, id: u32) {
+        if self.recent_resets.len() >= 256 {
+            self.recent_resets.pop_front();
+        }
+        self.recent_resets.push_back(id);
     }
 
     /// Forgets a stream: drops its future (and with it the upstream exchange), tells its
@@ -1291,17 +1367,24 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
 
     /// Polls one slot: its request future, then its response body while the window allows.
     fn poll_slot(&mut self, idx: usize) -> bool {
-        let Some((_, waker)) = self.set.wakes.get(idx) else {
-            return false;
+        // Out of the set while the slot is polled (nothing on this path adds slots), so the
+        // slot's waker is lent to its future without a clone.
+        let wakes = std::mem::take(&mut self.set.wakes);
+        let progress = match wakes.get(idx) {
+            Some((_, waker)) => self.poll_slot_with(idx, &mut Context::from_waker(waker)),
+            None => false,
         };
-        let waker = waker.clone();
-        let mut cx = Context::from_waker(&waker);
+        self.set.wakes = wakes;
+        progress
+    }
+
+    fn poll_slot_with(&mut self, idx: usize, cx: &mut Context<'_>) -> bool {
         let Some(Some((id, task))) = self.set.slots.get_mut(idx) else {
             return false;
         };
         let id = *id;
         if let Task::Handle(fut) = task {
-            let Poll::Ready(resp) = fut.as_mut().poll(&mut cx) else {
+            let Poll::Ready(resp) = fut.as_mut().poll(cx) else {
                 self.collect_released(id);
                 return false;
             };
@@ -1317,7 +1400,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
                 *t = Task::Body(body);
             }
         }
-        self.pump_body(idx, id, &mut cx);
+        self.pump_body(idx, id, cx);
         true
     }
 
@@ -1327,15 +1410,10 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             let Some(st) = self.streams.get(&id) else {
                 return;
             };
+            // A chunk waiting for window holds the body back; without one the body is asked
+            // even with no window left: its end (or trailers) needs none, and data that comes
+            // waits as the one chunk held.
             if st.pending.is_some() {
-                return;
-            }
-            if st.send_window <= 0 || self.send_window <= 0 {
-                self.paused.push_back(id);
-                // Marked so that new window resumes it (an empty pending chunk).
-                if let Some(st) = self.streams.get_mut(&id) {
-                    st.pending = Some((Bytes::new(), false));
-                }
                 return;
             }
             if self.backlog() >= WRITE_HIGH {
@@ -1463,6 +1541,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
         }
         if st.recv_open {
             frame::put_rst(&mut self.wbuf, id, ErrorCode::NoError);
+            self.remember_reset(id);
         }
         self.close_stream(id);
     }
