@@ -1,4 +1,5 @@
-//! The HTTP/2 side (src/server/h2.rs, the `h2` crate without hyper's server): a reset stream
+//! The HTTP/2 side, every test against both servers (`[server] http2`: the native one,
+//! src/server/h2native.rs, and the `h2` crate's, src/server/h2.rs): a reset stream
 //! cancels its upstream exchange, flow control holds a large response to the client's window,
 //! a response made by the proxy gets a `Date`, many streams share a connection, and a graceful
 //! shutdown lets a stream in flight finish. Real rustls + hyper HTTP/2 clients, real upstreams.
@@ -18,6 +19,20 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use portcullis::config::Http2Server;
+
+const BOTH: [Http2Server; 2] = [Http2Server::Native, Http2Server::H2];
+
+fn with_h2(mut cfg: portcullis::config::Config, imp: Http2Server) -> portcullis::config::Config {
+    cfg.server.http2 = imp;
+    cfg
+}
+
+async fn proxy_with_mock_h2(imp: Http2Server) -> (TestProxy, SocketAddr) {
+    let up = start_mock().await;
+    (start_proxy(with_h2(test_config(up), imp)).await, up)
+}
+
 async fn h2_client(addr: SocketAddr, stream_window: Option<u32>) -> SendRequest<Empty<Bytes>> {
     h2_client_and_conn(addr, stream_window).await.0
 }
@@ -30,6 +45,12 @@ fn get(path: &str) -> http::Request<Empty<Bytes>> {
 
 #[tokio::test]
 async fn a_reset_stream_cancels_its_upstream_exchange() {
+    for imp in BOTH {
+        a_reset_stream_cancels_its_upstream_exchange_with(imp).await;
+    }
+}
+
+async fn a_reset_stream_cancels_its_upstream_exchange_with(imp: Http2Server) {
     // An upstream that reads the request, never answers, and reports when the proxy hangs up.
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let up = l.local_addr().expect("addr");
@@ -44,7 +65,7 @@ async fn a_reset_stream_cancels_its_upstream_exchange() {
         }
         let _ = closed_tx.send(());
     });
-    let proxy = start_proxy(test_config(up)).await;
+    let proxy = start_proxy(with_h2(test_config(up), imp)).await;
     let mut send = h2_client(proxy.addr, None).await;
     let pending = tokio::spawn(async move { send.send_request(get("/v1/hang")).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -81,9 +102,15 @@ async fn big_upstream(size: usize) -> SocketAddr {
 
 #[tokio::test]
 async fn a_large_response_follows_a_small_client_window() {
+    for imp in BOTH {
+        a_large_response_follows_a_small_client_window_with(imp).await;
+    }
+}
+
+async fn a_large_response_follows_a_small_client_window_with(imp: Http2Server) {
     const SIZE: usize = 3 * 1024 * 1024;
     let up = big_upstream(SIZE).await;
-    let proxy = start_proxy(test_config(up)).await;
+    let proxy = start_proxy(with_h2(test_config(up), imp)).await;
     // A 64 KiB window: the proxy may send only that much before the client reads.
     let mut send = h2_client(proxy.addr, Some(65_535)).await;
     let resp = send.send_request(get("/v1/big")).await.expect("response");
@@ -106,7 +133,13 @@ async fn a_large_response_follows_a_small_client_window() {
 
 #[tokio::test]
 async fn many_streams_on_one_connection_and_a_dated_502() {
-    let (proxy, _) = proxy_with_mock().await;
+    for imp in BOTH {
+        many_streams_on_one_connection_and_a_dated_502_with(imp).await;
+    }
+}
+
+async fn many_streams_on_one_connection_and_a_dated_502_with(imp: Http2Server) {
+    let (proxy, _) = proxy_with_mock_h2(imp).await;
     let send = h2_client(proxy.addr, None).await;
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -134,7 +167,11 @@ async fn many_streams_on_one_connection_and_a_dated_502() {
     proxy.stop().await;
 
     // Nothing listens on port 1: the proxy's own 502, with a Date as every response has.
-    let proxy = start_proxy(test_config("127.0.0.1:1".parse().expect("addr"))).await;
+    let proxy = start_proxy(with_h2(
+        test_config("127.0.0.1:1".parse().expect("addr")),
+        imp,
+    ))
+    .await;
     let mut send = h2_client(proxy.addr, None).await;
     let resp = send.send_request(get("/v1/x")).await.expect("resp");
     assert_eq!(resp.status(), 502);
@@ -147,7 +184,13 @@ async fn many_streams_on_one_connection_and_a_dated_502() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_an_http2_stream_in_flight() {
-    let (mut proxy, _) = proxy_with_mock().await;
+    for imp in BOTH {
+        graceful_shutdown_finishes_an_http2_stream_in_flight_with(imp).await;
+    }
+}
+
+async fn graceful_shutdown_finishes_an_http2_stream_in_flight_with(imp: Http2Server) {
+    let (mut proxy, _) = proxy_with_mock_h2(imp).await;
     let mut send = h2_client(proxy.addr, None).await;
     let resp = send
         .send_request(get("/v1/stream?n=10&delay_ms=50"))
@@ -171,10 +214,16 @@ async fn graceful_shutdown_finishes_an_http2_stream_in_flight() {
 /// stream is only quiet (here, gaps between events longer than the idle timeout).
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_but_not_during_a_quiet_stream() {
+    for imp in BOTH {
+        an_idle_http2_connection_is_closed_but_not_during_a_quiet_stream_with(imp).await;
+    }
+}
+
+async fn an_idle_http2_connection_is_closed_but_not_during_a_quiet_stream_with(imp: Http2Server) {
     let up = start_mock().await;
     let mut cfg = test_config(up);
     cfg.timeouts.idle = Duration::from_millis(300);
-    let proxy = start_proxy(cfg).await;
+    let proxy = start_proxy(with_h2(cfg, imp)).await;
     let (mut send, conn) = h2_client_and_conn(proxy.addr, None).await;
     let resp = send
         .send_request(get("/v1/stream?n=3&delay_ms=700"))
