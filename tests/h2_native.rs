@@ -1003,6 +1003,25 @@ async fn malformed_requests_get_rst_stream_protocol_error_and_the_connection_kee
     proxy.stop().await;
 }
 
+/// RFC 9113 §8.2.3: cookie crumbs sent as several fields reach an HTTP/1.1 upstream as one
+/// `cookie` field joined with "; ".
+#[tokio::test]
+async fn cookie_fields_are_joined_for_the_http1_upstream() {
+    let up = start_mock().await;
+    let proxy = start_proxy(native(up)).await;
+    let mut c = Client::open(proxy.addr, &[]).await;
+    let mut fields = get("/v1/echo");
+    fields.push(("cookie", "a=1".into()));
+    fields.push(("x-between", "x".into()));
+    fields.push(("cookie", "b=2".into()));
+    c.headers(1, &fields, true).await;
+    let (status, body) = c.response(1).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(echo_headers(&body)["cookie"], "a=1; b=2", "{body}");
+    proxy.stop().await;
+}
+
 /// RFC 9113 §8.2.1: "A field value MUST NOT start or end with an ASCII whitespace character"
 /// and such a request "MUST be treated as malformed".
 #[tokio::test]

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, DATE, TE};
+use http::header::{CONTENT_LENGTH, COOKIE, DATE, TE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
@@ -69,6 +69,8 @@ const MAX_LOCAL_RESETS: u32 = 1024;
 /// Frames that carry no request (PING, SETTINGS, PRIORITY, empty DATA, unknown types) allowed
 /// per connection, beyond 8 per stream opened.
 const IDLE_FRAMES: u32 = 10_000;
+/// Rounds (read, streams, write) in one poll of the connection before it yields.
+const MAX_ROUNDS: usize = 32;
 /// HPACK dynamic table size this side's decoder allows (the protocol's default).
 const HEADER_TABLE_SIZE: usize = 4096;
 
@@ -458,7 +460,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
 
     /// Drives the connection; `Ready` when it is over.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
+        for _ in 0..MAX_ROUNDS {
             let mut progress = false;
             if self.error.is_none() && !self.read_closed && self.backlog() < WRITE_HIGH {
                 match self.poll_read(cx) {
@@ -481,6 +483,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             if let Some(code) = self.error {
                 return self.poll_close(cx, code);
             }
+            let queued = self.backlog();
             match self.poll_write(cx) {
                 Poll::Ready(Err(e)) => {
                     trace!(error = %e, "HTTP/2 connection write failed");
@@ -488,6 +491,8 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
                 }
                 Poll::Ready(Ok(())) | Poll::Pending => {}
             }
+            // Output that left may let reading and streams held back by it go on.
+            progress |= queued >= WRITE_HIGH && self.backlog() < queued;
             let idle_end = (self.going_away || self.peer_gone) && self.streams.is_empty();
             if idle_end && self.backlog() == 0 {
                 return self.poll_close(cx, ErrorCode::NoError);
@@ -496,6 +501,9 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
                 return Poll::Pending;
             }
         }
+        // Still busy: let the runtime's other tasks (and its IO and timers) run first.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     fn backlog(&self) -> usize {
@@ -1113,6 +1121,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
         let mut headers = HeaderMap::with_capacity(16);
         let mut regular = false;
         let mut bad = false;
+        let mut cookies = 0usize;
         let mut size = 0usize;
         let limit = self.max_header_list;
         let res = self.dec.decode(block, |n, v| {
@@ -1166,6 +1175,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
                 bad = true; // RFC 9113 §8.2.1: no whitespace around a value
                 return;
             }
+            cookies += usize::from(name == COOKIE);
             match HeaderValue::from_bytes(v) {
                 Ok(v) => {
                     headers.append(name, v);
@@ -1200,6 +1210,21 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
         let Ok(uri) = uri.build() else {
             return Err(Reject::Malformed);
         };
+        if cookies > 1 {
+            // Split into several fields for compression; one for HTTP/1.1 (RFC 9113 §8.2.3).
+            let joined = headers
+                .get_all(COOKIE)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect::<Vec<_>>()
+                .join(&b"; "[..]);
+            match HeaderValue::from_bytes(&joined) {
+                Ok(v) => {
+                    headers.insert(COOKIE, v);
+                }
+                Err(_) => return Err(Reject::Malformed),
+            }
+        }
         let length = match headers.get(CONTENT_LENGTH) {
             None => None,
             Some(v) => match std::str::from_utf8(v.as_bytes())
@@ -1383,6 +1408,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             return false;
         };
         let id = *id;
+        let mut wrote_head = false;
         if let Task::Handle(fut) = task {
             let Poll::Ready(resp) = fut.as_mut().poll(cx) else {
                 self.collect_released(id);
@@ -1392,6 +1418,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             let (mut parts, body) = resp.into_parts();
             let end = body.is_end_stream();
             self.write_head(id, &mut parts, end);
+            wrote_head = true;
             if end {
                 self.finish_send(id);
                 return true;
@@ -1400,57 +1427,61 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
                 *t = Task::Body(body);
             }
         }
-        self.pump_body(idx, id, cx);
-        true
+        // A head written is progress; a body only when it moved (a body that wakes itself,
+        // as tokio's cooperative budget does, must not keep the connection's loop going).
+        self.pump_body(idx, id, cx) || wrote_head
     }
 
     /// Moves response data from the body to the output while the client's windows have room.
-    fn pump_body(&mut self, idx: usize, id: u32, cx: &mut Context<'_>) {
+    /// `true` when it moved anything (a frame out, the stream's end, a reset).
+    fn pump_body(&mut self, idx: usize, id: u32, cx: &mut Context<'_>) -> bool {
+        let mut moved = false;
         loop {
             let Some(st) = self.streams.get(&id) else {
-                return;
+                return moved;
             };
             // A chunk waiting for window holds the body back; without one the body is asked
             // even with no window left: its end (or trailers) needs none, and data that comes
             // waits as the one chunk held.
             if st.pending.is_some() {
-                return;
+                return moved;
             }
             if self.backlog() >= WRITE_HIGH {
                 self.set.todo.push(idx);
-                return;
+                return moved;
             }
             let Some(Some((_, Task::Body(body)))) = self.set.slots.get_mut(idx) else {
-                return;
+                return moved;
             };
             let polled = Pin::new(&mut *body).poll_frame(cx);
             let end = body.is_end_stream();
             match polled {
-                Poll::Pending => return,
+                Poll::Pending => return moved,
                 Poll::Ready(None) => {
                     frame::put_data(&mut self.wbuf, id, &[], true);
                     self.finish_send(id);
-                    return;
+                    return true;
                 }
                 Poll::Ready(Some(Err(e))) => {
                     debug!(error = %e, "response body failed; resetting the stream");
                     self.reset_stream(id, ErrorCode::Internal);
-                    return;
+                    return true;
                 }
                 Poll::Ready(Some(Ok(f))) => match f.into_data() {
                     Ok(data) => {
                         if data.is_empty() && !end {
                             continue;
                         }
+                        moved = true;
                         if self.send_data(id, data, end) {
-                            return;
+                            return true;
                         }
                     }
                     Err(f) => {
                         let trailers = f.into_trailers().unwrap_or_default();
                         self.write_trailers(id, &trailers);
                         self.finish_send(id);
-                        return;
+                        return true;
                     }
                 },
             }
