@@ -11,15 +11,19 @@
 //! output buffer that goes out in one write per round.
 //!
 //! What a server must do and this one does (RFC 9113): the preface and SETTINGS exchange;
-//! stream states and identifiers (new streams odd and increasing; frames on closed streams
-//! ignored; PUSH_PROMISE refused); flow control both ways (request bodies are given window
-//! back only as the upstream reads them, so a connection buffers at most 1 MiB; response data
-//! is pulled from the upstream only while the client's window has room); SETTINGS, PING,
+//! stream states and identifiers (new streams odd and increasing, a lower unused id a
+//! PROTOCOL_ERROR; frames on streams this side reset, or sent after its GOAWAY, ignored;
+//! PUSH_PROMISE refused); flow control both ways (request bodies are given window back only as
+//! the upstream reads them, padding at once, so a connection buffers at most 1 MiB; response
+//! data is pulled from the upstream only while the client's window has room, one chunk held,
+//! and a response's end needs no window); SETTINGS, PING,
 //! WINDOW_UPDATE, RST_STREAM, GOAWAY and PRIORITY (read and ignored); header blocks split over
 //! CONTINUATION frames, bounded; request validation (pseudo-headers, lowercase names, no
 //! connection-specific fields, `content-length` against the DATA received); a stream limit
-//! (REFUSED_STREAM beyond 256); bounds on client resets and on errors a client provokes
-//! (GOAWAY ENHANCE_YOUR_CALM); graceful shutdown with GOAWAY; the idle timeout of
+//! (REFUSED_STREAM beyond 256); bounds on client resets, on errors a client provokes and on
+//! frames that carry no request (GOAWAY ENHANCE_YOUR_CALM); cookie fields joined for HTTP/1.1;
+//! at most 32 rounds per poll before the task yields; graceful shutdown with GOAWAY; the idle
+//! timeout of
 //! `super::conn::drain_signal`. Reading stops while more than 256 KiB wait to be written, so a
 //! client that does not read cannot make the connection queue answers (PING, SETTINGS) without
 //! bound.
