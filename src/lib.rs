@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod forward;
 pub mod gate;
 pub mod http2;
+mod idhash;
 pub mod investigate;
 pub mod limit;
 pub mod mock;

@@ -30,7 +30,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -55,6 +54,7 @@ use crate::forward::error::error_response;
 use crate::forward::headers::strip_hop_by_hop;
 use crate::http2::frame::{self, flag, kind, setting, ErrorCode, Head};
 use crate::http2::hpack;
+use crate::idhash::IdBuild;
 
 /// Each stream's receive window, as hyper's server sets it.
 const STREAM_WINDOW: u32 = 1024 * 1024;
@@ -103,26 +103,8 @@ pub(super) async fn serve<I>(
     .await;
 }
 
-/// Stream ids hashed by themselves: they are unique small odd numbers.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        // Spread the bits: hashbrown takes its control bytes from the top.
-        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+/// Streams by id (`crate::idhash` spreads the small odd ids).
+type IdMap<V> = HashMap<u32, V, IdBuild>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -1556,7 +1538,7 @@ impl<'a, I: AsyncRead + AsyncWrite + Unpin> Conn<'a, I> {
             return;
         }
         self.paused.retain(|&p| p != id);
-        if (!data.is_empty() || end) && self.send_data(id, data, end) {
+        if self.send_data(id, data, end) {
             return;
         }
         if let Some(i) = self.streams.get(&id).and_then(|s| s.slot) {

@@ -1,36 +1,15 @@
 //! One shard of the store: the three bounded maps and their eviction rule.
 //!
 //! Keys are 64-bit keyed hashes (see the store's module docs), so the maps hash them with a
-//! pass-through hasher: the ids are already uniformly random to anyone without the key.
+//! pass-through hasher (`crate::idhash`): the ids are already uniformly random to anyone without the key.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use hashlink::linked_hash_map::Entry;
 use hashlink::LruCache;
 
 use super::distinct::{Change, DistinctSet};
-
-/// Pass-through hasher for ids that are already keyed hashes.
-#[derive(Default)]
-pub(super) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used for ids; fold anything else so the hasher stays total.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-pub(super) type IdBuild = BuildHasherDefault<IdHasher>;
+use crate::idhash::IdBuild;
 
 // why: hashlink's LruCache is a hash map threaded with a recency list — O(1) get, insert and
 // pop-LRU, plus `retain` for the fresh-first sweep (the `lru` crate has no retain) — and it
